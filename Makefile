@@ -1,0 +1,30 @@
+# re_pipeline: every target installs into .venv first when it is missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CONFIG ?= configs/default.yaml
+DATA ?=
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_HOME := $(CURDIR)/.hf_home
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install test clean-data bench
+
+install: $(BIN)/re-pipeline
+
+$(BIN)/re-pipeline: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+test: install
+	$(BIN)/pytest
+
+clean-data: install
+	$(BIN)/re-pipeline clean $(or $(DATA),data/raw/train.csv) --config $(CONFIG)
+
+bench: install
+	$(BIN)/python bench/run.py

@@ -1,0 +1,107 @@
+"""Command line: `re-pipeline SUBCOMMAND`. Thin: parse, load config, call a stage, print a summary."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .config import Config, load_config
+from .errors import PipelineError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Korean relation extraction pipeline (KLUE-RE style).")
+console = Console(stderr=True)
+
+ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config file")
+SetOpt = typer.Option(None, "--set", "-s", help="override a config key: section.key=value (repeatable)")
+
+
+def user_errors(fn):
+    """Print PipelineError as one red line and exit 2, instead of a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except PipelineError as exc:
+            console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _config(path: Optional[Path], overrides: Optional[list[str]]) -> Config:
+    return load_config(path, overrides or [])
+
+
+def print_ledger(summary: dict) -> None:
+    counts = summary["counts"]
+    table = Table(title=f"{summary['source']}", show_header=True)
+    for col in ("read", "as_is", "repaired", "dropped", "quarantined"):
+        table.add_column(col, justify="right")
+    table.add_row(*(f"{counts[c]:,}" for c in ("read", "as_is", "repaired", "dropped", "quarantined")))
+    console.print(table)
+    for rule, n in summary["rules"].items():
+        console.print(f"  rule {rule}: {n:,} rows", markup=False)
+    for note in summary["notes"]:
+        console.print(f"  note: {note}", markup=False, highlight=False)
+
+
+@app.command()
+@user_errors
+def clean(
+    file: Path = typer.Argument(..., help="CSV or KLUE JSON file, or hub:klue/re:SPLIT"),
+    out_dir: Path = typer.Option(Path("data/clean"), "--out-dir", "-o", help="where the cleaned file, audit and quarantine go"),
+    config: Optional[Path] = ConfigOpt,
+    set_: Optional[list[str]] = SetOpt,
+):
+    """Load, validate and clean a data file; write the cleaned CSV, the audit CSV and the quarantine CSV."""
+    from .data.io import write_examples_csv
+    from .data.load import load_data, read_options
+
+    cfg = _config(config, set_)
+    with console.status(f"loading and cleaning {file}"):
+        loaded = load_data(file, read_options(cfg.data), cfg.clean, cfg.data.labels, cfg.data.no_relation)
+    stem = Path(str(file).replace(":", "_")).stem
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_examples_csv(out_dir / f"{stem}.clean.csv", loaded.examples)
+    loaded.ledger.write(out_dir / f"{stem}.audit.csv", out_dir / f"{stem}.quarantine.csv")
+    summary = {**loaded.ledger.summary(), "label_set": loaded.label_set.name, "labels": len(loaded.label_set), "fingerprint": loaded.fingerprint}
+    (out_dir / f"{stem}.summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=1), encoding="utf-8")
+    print_ledger(summary)
+    console.print(f"labels: {summary['label_set']} ({summary['labels']}); fingerprint {loaded.fingerprint}; outputs in {out_dir}/{stem}.*")
+
+
+@app.command("validate-submission")
+@user_errors
+def validate_submission_cmd(
+    file: Path = typer.Argument(..., help="submission CSV (id,pred_label,probs)"),
+    test: Path = typer.Option(..., "--test", "-t", help="the test file the submission answers"),
+    labels: str = typer.Option("klue", help="label set: klue or a label JSON path"),
+):
+    """Check a leaderboard CSV against the test file: ids, order, labels, probabilities."""
+    from .data.io import ReadOptions, read_examples
+    from .labels import resolve_label_set
+    from .submission import validate_submission
+
+    examples, _ = read_examples(test, ReadOptions())
+    problems = validate_submission(file, [ex.id for ex in examples], resolve_label_set(labels, []))
+    if problems:
+        for problem in problems:
+            console.print(f"[red]✗[/] {problem}", highlight=False)
+        raise typer.Exit(1)
+    console.print(f"[green]✓[/] {file} is a valid submission for {test} ({len(examples):,} rows)")
+
+
+def main() -> None:
+    app(prog_name="re-pipeline")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Data stages: io (read/validate) -> clean -> markers -> augment -> features."""

@@ -1,0 +1,346 @@
+"""Readers for KLUE-RE style data: competition CSV, KLUE JSON, and the `klue`/`re` hub dataset.
+
+Every reader turns its rows into the same raw layout and hands them to `build_examples`,
+which parses entities tolerantly, repairs what it can (with audit records in the
+`Ledger`) and quarantines what it cannot. Nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import PipelineError
+from ..io_utils import atomic_write
+from ..labels import LabelSet, resolve_label_set
+from .audit import Ledger
+from .schema import Entity, Example
+
+ID_COLUMNS = ("id", "guid")
+LABEL_COLUMNS = ("label", "relation")
+ENTITY_COLUMNS = ("subject_entity", "object_entity")
+WORD_KEYS = ("word", "text")
+TYPE_KEYS = ("type", "entity_type", "label")
+QUOTES = "'\"‘’“”"
+
+
+@dataclass
+class ReadOptions:
+    """How to read a file. `end_offsets` is `inclusive`, `exclusive` or `auto` (detected per file)."""
+
+    end_offsets: str = "auto"
+    unlabelled_values: tuple[str, ...] = ("100", "")
+    label_names: tuple[str, ...] | None = None  # for integer labels in JSON
+
+
+@dataclass
+class RawRow:
+    """A data row before parsing: entity fields may be dict strings or dicts."""
+
+    row: int
+    id: str | None
+    sentence: object
+    subject: object
+    object: object
+    label: object
+    source: str = ""
+    raw: dict = field(default_factory=dict)
+
+
+def read_examples(path: str | Path, options: ReadOptions | None = None) -> tuple[list[Example], Ledger]:
+    """Read a CSV or KLUE JSON file (chosen by suffix), or `hub:klue/re:SPLIT`."""
+    options = options or ReadOptions()
+    spec = str(path)
+    if spec.startswith("hub:"):
+        rows, ledger = read_hub_rows(spec)
+    else:
+        path = Path(path)
+        if not path.exists():
+            raise PipelineError(f"data file not found: {path}")
+        reader = read_json_rows if path.suffix.lower() in (".json", ".jsonl") else read_csv_rows
+        rows, ledger = reader(path)
+    return build_examples(rows, ledger, options), ledger
+
+
+def read_csv_rows(path: Path) -> tuple[list[RawRow], Ledger]:
+    """Competition-style CSV: dict-string entities, any extra or unnamed index columns."""
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as fh:
+            reader = csv.DictReader(fh)
+            header = reader.fieldnames or []
+            records = list(reader)
+    except UnicodeDecodeError as exc:
+        raise PipelineError(f"{path}: not UTF-8 text (bad byte at offset {exc.start}); re-save the file as UTF-8") from None
+    except csv.Error as exc:
+        raise PipelineError(f"{path}: broken CSV ({exc})") from None
+    ledger = Ledger(str(path), rows_read=len(records))
+    missing = [c for c in ("sentence", *ENTITY_COLUMNS) if c not in header]
+    if missing:
+        raise PipelineError(f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(header) or 'none'}")
+    id_col = next((c for c in ID_COLUMNS if c in header), None)
+    label_col = next((c for c in LABEL_COLUMNS if c in header), None)
+    used = {id_col, label_col, "sentence", *ENTITY_COLUMNS, "source"}
+    ignored = [c if c else "(unnamed index)" for c in header if c not in used]
+    if ignored:
+        ledger.note(f"ignored column(s): {', '.join(ignored)}")
+    if label_col and label_col != "label":
+        ledger.note(f"label column read from {label_col!r}")
+    if id_col is None:
+        ledger.note("no id column: ids are the row numbers")
+    rows = [
+        RawRow(
+            row=i,
+            id=rec.get(id_col) if id_col else str(i),
+            sentence=rec.get("sentence"),
+            subject=rec.get("subject_entity"),
+            object=rec.get("object_entity"),
+            label=rec.get(label_col) if label_col else None,
+            source=rec.get("source") or "",
+            raw=rec,
+        )
+        for i, rec in enumerate(records)
+    ]
+    return rows, ledger
+
+
+def read_json_rows(path: Path) -> tuple[list[RawRow], Ledger]:
+    """KLUE JSON: a list of objects (or JSON lines) with guid, sentence, entity objects, label."""
+    text = path.read_text(encoding="utf-8-sig")
+    try:
+        if path.suffix.lower() == ".jsonl":
+            records = [json.loads(line) for line in text.splitlines() if line.strip()]
+        else:
+            records = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PipelineError(f"{path}: invalid JSON ({exc})") from None
+    if isinstance(records, dict):
+        records = records.get("data", records.get("examples"))
+    if not isinstance(records, list):
+        raise PipelineError(f"{path}: expected a JSON list of examples")
+    ledger = Ledger(str(path), rows_read=len(records))
+    return [_json_row(i, rec) for i, rec in enumerate(records)], ledger
+
+
+def read_hub_rows(spec: str) -> tuple[list[RawRow], Ledger]:
+    """`hub:klue/re:train` through `datasets.load_dataset` (needs the hub or a local cache)."""
+    parts = spec.split(":")
+    name = parts[1] if len(parts) > 1 and parts[1] else "klue/re"
+    split = parts[2] if len(parts) > 2 else "train"
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(*name.split("/", 1), split=split) if "/" in name else datasets.load_dataset(name, split=split)
+    except Exception as exc:  # offline, unknown name, missing cache: all end the same way for the user
+        raise PipelineError(
+            f"cannot load {name!r} ({split}) from the Hugging Face hub ({type(exc).__name__}); "
+            "when offline, download the KLUE-RE files once and set data.train / data.test to the CSV or JSON path"
+        ) from None
+    names = ds.features["label"].names if hasattr(ds.features.get("label"), "names") else None
+    ledger = Ledger(spec, rows_read=len(ds))
+    rows = []
+    for i, rec in enumerate(ds):
+        row = _json_row(i, rec)
+        if names is not None and isinstance(row.label, int):
+            row.label = names[row.label]
+        rows.append(row)
+    return rows, ledger
+
+
+def _json_row(i: int, rec: dict) -> RawRow:
+    return RawRow(
+        row=i,
+        id=next((str(rec[c]) for c in ID_COLUMNS if c in rec), str(i)),
+        sentence=rec.get("sentence"),
+        subject=rec.get("subject_entity"),
+        object=rec.get("object_entity"),
+        label=next((rec[c] for c in LABEL_COLUMNS if c in rec), None),
+        source=str(rec.get("source") or ""),
+        raw=rec,
+    )
+
+
+def build_examples(rows: list[RawRow], ledger: Ledger, options: ReadOptions) -> list[Example]:
+    """Parse raw rows into Examples; repairs and quarantines go to the ledger."""
+    conventions: Counter = Counter()
+    parsed = [_parse_row(r, ledger, options, conventions) for r in rows]
+    parsed = [p for p in parsed if p is not None]
+    for convention, n in conventions.items():
+        ledger.note(f"{convention} ({n} entities)")
+    exclusive = _detect_exclusive(parsed, options.end_offsets)
+    if exclusive and options.end_offsets == "auto":
+        ledger.note("end offsets look exclusive in this file (sentence[start:end] == word): converted to inclusive")
+    examples = []
+    seen_ids: dict[str, int] = {}
+    for raw, sentence, subj, obj, label in parsed:
+        if exclusive:
+            subj = _to_inclusive(raw, "subject", subj, ledger)
+            obj = _to_inclusive(raw, "object", obj, ledger)
+        ex_id = raw.id
+        if ex_id in seen_ids:
+            seen_ids[ex_id] += 1
+            new_id = f"{ex_id}~{seen_ids[ex_id]}"
+            ledger.repair(raw.row, ex_id, "duplicate_id", "id", ex_id, new_id)
+            ex_id = new_id
+        else:
+            seen_ids[ex_id] = 1
+        examples.append(Example(ex_id, sentence, subj, obj, label, raw.source, raw.row))
+    return examples
+
+
+def _parse_row(raw: RawRow, ledger: Ledger, options: ReadOptions, conventions: Counter):
+    """One row to (raw, sentence, subject, object, label), or None after quarantining it."""
+    if raw.id is None or str(raw.id).strip() == "":
+        raw.id = str(raw.row)
+        ledger.repair(raw.row, raw.id, "missing_id", "id", "", raw.id)
+    raw.id = str(raw.id).strip()
+    sentence = raw.sentence
+    if not isinstance(sentence, str) or not sentence.strip():
+        ledger.quarantine(raw.row, raw.id, "empty_sentence", "sentence is empty or missing", raw.raw)
+        return None
+    entities = []
+    for role, value in (("subject", raw.subject), ("object", raw.object)):
+        try:
+            entities.append(_parse_entity(value, raw, role, ledger, conventions))
+        except ValueError as exc:
+            ledger.quarantine(raw.row, raw.id, "bad_entity", f"{role}_entity: {exc}", raw.raw)
+            return None
+    label = _parse_label(raw.label, options)
+    if label is _BAD_LABEL:
+        ledger.quarantine(raw.row, raw.id, "bad_label", f"label {raw.label!r} is not in the label names", raw.raw)
+        return None
+    return raw, sentence, entities[0], entities[1], label
+
+
+_BAD_LABEL = object()
+
+
+def _parse_label(value, options: ReadOptions):
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return _BAD_LABEL
+    if isinstance(value, int):
+        if options.label_names is None:
+            return str(value) if str(value) not in options.unlabelled_values else None
+        return options.label_names[value] if 0 <= value < len(options.label_names) else _BAD_LABEL
+    text = str(value).strip()
+    return None if text in options.unlabelled_values else text
+
+
+def _parse_entity(value, raw: RawRow, role: str, ledger: Ledger, conventions: Counter) -> Entity:
+    """A dict or dict string to an Entity (offsets as given; convention fixed later).
+
+    Typographic quotes are a repair of the row; other key names and offsets stored as
+    strings are reading conventions, counted per file in `conventions`.
+    """
+    if isinstance(value, str):
+        data = _literal_dict(value)
+        if data is None:
+            data = _tolerant_dict(value)
+            if data is None:
+                raise ValueError(f"not a dict literal: {value[:120]!r}")
+            ledger.repair(raw.row, raw.id, "entity_quotes", f"{role}_entity", value, json.dumps(data, ensure_ascii=False))
+    elif isinstance(value, dict):
+        data = value
+    else:
+        raise ValueError("missing")
+    word_key = next((k for k in WORD_KEYS if k in data), None)
+    type_key = next((k for k in TYPE_KEYS if k in data), None)
+    if word_key is None or type_key is None or "start_idx" not in data or "end_idx" not in data:
+        raise ValueError(f"needs word, start_idx, end_idx and type keys; has {', '.join(map(str, data))}")
+    if (word_key, type_key) != ("word", "type"):
+        conventions[f"entity keys {word_key!r}/{type_key!r} read as 'word'/'type'"] += 1
+    start, end = data["start_idx"], data["end_idx"]
+    if not all(type(v) is int for v in (start, end)):
+        try:
+            start, end = int(str(start).strip()), int(str(end).strip())
+        except ValueError:
+            raise ValueError(f"offsets are not integers: {data['start_idx']!r}, {data['end_idx']!r}") from None
+        conventions["offsets stored as strings read as integers"] += 1
+    word, etype = data[word_key], data[type_key]
+    if not isinstance(word, str) or not word or not isinstance(etype, str) or not etype.strip():
+        raise ValueError("word and type must be non-empty strings")
+    return Entity(word, start, end, etype.strip())
+
+
+def _literal_dict(text: str) -> dict | None:
+    try:
+        value = ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+_Q = f"[{QUOTES}]"
+_PAIR = re.compile(
+    rf"{_Q}(?P<key>\w+){_Q}\s*:\s*(?:(?P<num>-?\d+)|{_Q}(?P<str>.*?){_Q})\s*(?=,\s*{_Q}\w+{_Q}\s*:|\}}\s*$)",
+    re.S,
+)
+
+
+def _tolerant_dict(text: str) -> dict | None:
+    """Parse `{'k': 'v', 'n': 1}` written with typographic quotes. Values stay plain strings/ints."""
+    text = text.strip()
+    if not (text.startswith("{") and text.endswith("}")):
+        return None
+    pairs = {m["key"]: (int(m["num"]) if m["num"] is not None else m["str"]) for m in _PAIR.finditer(text)}
+    return pairs or None
+
+
+def _detect_exclusive(parsed, mode: str) -> bool:
+    if mode in ("inclusive", "exclusive"):
+        return mode == "exclusive"
+    if mode != "auto":
+        raise PipelineError(f"end_offsets must be inclusive, exclusive or auto, not {mode!r}")
+    inclusive = exclusive = 0
+    for _, sentence, *entities, _ in parsed:
+        for e in entities:
+            inclusive += sentence[e.start : e.end + 1] == e.word
+            exclusive += sentence[e.start : e.end] == e.word
+    return exclusive > inclusive
+
+
+def _to_inclusive(raw: RawRow, role: str, entity: Entity, ledger: Ledger) -> Entity:
+    fixed = Entity(entity.word, entity.start, entity.end - 1, entity.type)
+    ledger.repair(raw.row, raw.id, "exclusive_end", f"{role}_entity.end_idx", entity.end, fixed.end)
+    return fixed
+
+
+def infer_label_set(examples: list[Example], spec: str = "auto", no_relation: str | None = None) -> LabelSet:
+    """`auto`: the competition's order when every label is a KLUE-RE label, else read from the data."""
+    labels = {ex.label for ex in examples if ex.label is not None}
+    if spec == "auto":
+        klue = LabelSet.klue()
+        spec = "klue" if labels <= set(klue.names) else "data"
+    return resolve_label_set(spec, labels, no_relation)
+
+
+def check_labels(examples: list[Example], label_set: LabelSet, ledger: Ledger) -> list[Example]:
+    """Quarantine rows whose label is not in the label set."""
+    kept = []
+    for ex in examples:
+        if ex.label is not None and ex.label not in label_set:
+            ledger.quarantine(ex.row, ex.id, "unknown_label", f"label {ex.label!r} is not in label set {label_set.name!r}", ex.to_record())
+        else:
+            kept.append(ex)
+    return kept
+
+
+def write_examples_csv(path: str | Path, examples: list[Example]) -> Path:
+    """Write examples in the competition CSV layout (plus parent_id/method when any row is augmented)."""
+    columns = ["id", "sentence", "subject_entity", "object_entity", "label", "source"]
+    augmented = any(ex.parent_id for ex in examples)
+    if augmented:
+        columns += ["parent_id", "method"]
+    with atomic_write(path) as fh:
+        writer = csv.writer(fh)
+        writer.writerow(columns)
+        for ex in examples:
+            row = [ex.id, ex.sentence, str(ex.subject.to_dict()), str(ex.object.to_dict()), ex.label if ex.label is not None else "100", ex.source]
+            writer.writerow(row + ([ex.parent_id or "", ex.method or ""] if augmented else []))
+    return Path(path)

@@ -1,0 +1,59 @@
+"""Load → validate → clean in one call, with the ledger and a data fingerprint."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..labels import LabelSet
+
+if TYPE_CHECKING:
+    from ..config import DataConfig
+from .audit import Ledger
+from .clean import CleanConfig, clean_examples
+from .io import ReadOptions, check_labels, infer_label_set, read_examples
+from .schema import Example
+
+
+@dataclass
+class LoadedData:
+    examples: list[Example]
+    ledger: Ledger
+    label_set: LabelSet
+    fingerprint: str
+
+
+def load_data(
+    path: str | Path,
+    read: ReadOptions | None = None,
+    clean: CleanConfig | None = None,
+    labels: str | LabelSet = "auto",
+    no_relation: str | None = None,
+) -> LoadedData:
+    """Read a file, clean it, check its labels. Unlabelled files skip label rules and deduplication."""
+    read = read or ReadOptions()
+    clean = clean or CleanConfig()
+    examples, ledger = read_examples(path, read)
+    labelled = any(ex.label is not None for ex in examples)
+    examples = clean_examples(examples, ledger, clean, labelled=labelled)
+    label_set = labels if isinstance(labels, LabelSet) else infer_label_set(examples, labels, no_relation)
+    examples = check_labels(examples, label_set, ledger)
+    settings = {"read": asdict(read), "clean": asdict(clean), "labels": label_set.to_dict()}
+    return LoadedData(examples, ledger, label_set, fingerprint(examples, settings))
+
+
+def fingerprint(examples: list[Example], settings: dict) -> str:
+    """SHA-256 (first 16 hex digits) of the loaded rows and the settings that produced them."""
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, ensure_ascii=False, default=str).encode())
+    for ex in examples:
+        rec = ex.to_record()
+        digest.update(json.dumps([rec[k] for k in sorted(rec) if k != "row"], ensure_ascii=False).encode())
+    return digest.hexdigest()[:16]
+
+
+def read_options(data: "DataConfig") -> ReadOptions:
+    """Reader settings from the `data` section of a config."""
+    return ReadOptions(end_offsets=data.end_offsets, unlabelled_values=tuple(data.unlabelled_values))

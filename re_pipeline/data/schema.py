@@ -1,0 +1,92 @@
+"""The typed in-memory representation every stage reads and writes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+
+@dataclass(frozen=True)
+class Entity:
+    """An entity mention; `end` is inclusive, as in KLUE-RE (`sentence[start:end + 1] == word`)."""
+
+    word: str
+    start: int
+    end: int
+    type: str
+
+    def span_ok(self, sentence: str) -> bool:
+        return 0 <= self.start <= self.end < len(sentence) and sentence[self.start : self.end + 1] == self.word
+
+    def to_dict(self) -> dict:
+        """The competition's dict-string layout."""
+        return {"word": self.word, "start_idx": self.start, "end_idx": self.end, "type": self.type}
+
+
+@dataclass(frozen=True)
+class Example:
+    """One relation instance. `row` is its position in the file it came from (0-based, data rows).
+
+    `label` is None for unlabelled (test) rows. Augmented rows carry `parent_id` and `method`.
+    """
+
+    id: str
+    sentence: str
+    subject: Entity
+    object: Entity
+    label: str | None
+    source: str = ""
+    row: int = -1
+    parent_id: str | None = None
+    method: str | None = None
+    extra: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def spans_ok(self) -> bool:
+        return self.subject.span_ok(self.sentence) and self.object.span_ok(self.sentence)
+
+    def with_(self, **changes) -> "Example":
+        return replace(self, **changes)
+
+    def to_record(self) -> dict:
+        """A flat, JSON-friendly record (the `datasets.Dataset` view uses the same columns)."""
+        return {
+            "id": self.id,
+            "sentence": self.sentence,
+            "subject_word": self.subject.word,
+            "subject_start": self.subject.start,
+            "subject_end": self.subject.end,
+            "subject_type": self.subject.type,
+            "object_word": self.object.word,
+            "object_start": self.object.start,
+            "object_end": self.object.end,
+            "object_type": self.object.type,
+            "label": self.label,
+            "source": self.source,
+            "row": self.row,
+            "parent_id": self.parent_id,
+            "method": self.method,
+        }
+
+    @classmethod
+    def from_record(cls, rec: dict) -> "Example":
+        return cls(
+            id=str(rec["id"]),
+            sentence=rec["sentence"],
+            subject=Entity(rec["subject_word"], int(rec["subject_start"]), int(rec["subject_end"]), rec["subject_type"]),
+            object=Entity(rec["object_word"], int(rec["object_start"]), int(rec["object_end"]), rec["object_type"]),
+            label=rec.get("label"),
+            source=rec.get("source") or "",
+            row=int(rec.get("row", -1)),
+            parent_id=rec.get("parent_id"),
+            method=rec.get("method"),
+        )
+
+
+def to_dataset(examples: list[Example]):
+    """A `datasets.Dataset` view with one column per field of `Example.to_record`."""
+    import datasets
+
+    records = [ex.to_record() for ex in examples]
+    return datasets.Dataset.from_dict({k: [r[k] for r in records] for k in RECORD_COLUMNS})
+
+
+RECORD_COLUMNS = tuple(Example("", "", Entity("", 0, 0, ""), Entity("", 0, 0, ""), None).to_record())

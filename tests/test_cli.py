@@ -1,0 +1,47 @@
+"""The command line, run as a user would: `re-pipeline clean` and `validate-submission`."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+from typer.testing import CliRunner
+
+from re_pipeline.cli import app
+from re_pipeline.labels import LabelSet
+from re_pipeline.submission import write_submission
+
+runner = CliRunner()
+
+
+def test_clean_writes_outputs_and_summary(competition_csv, tmp_path):
+    rows = list(csv.DictReader(open(competition_csv, encoding="utf-8")))
+    rows.append(dict(rows[0], id="9"))  # an exact duplicate
+    with open(competition_csv, "a", encoding="utf-8", newline="") as fh:
+        csv.DictWriter(fh, fieldnames=list(rows[0])).writerow(rows[-1])
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["clean", str(competition_csv), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "train.summary.json").read_text())
+    assert summary["counts"] == {"read": 5, "as_is": 4, "repaired": 0, "dropped": 1, "quarantined": 0}
+    assert len(list(csv.DictReader(open(out / "train.clean.csv", encoding="utf-8")))) == 4
+    audit = list(csv.DictReader(open(out / "train.audit.csv", encoding="utf-8")))
+    assert [(a["id"], a["rule"]) for a in audit] == [("9", "exact_duplicate")]
+
+
+def test_clean_rejects_unknown_config_key_in_one_line(competition_csv, tmp_path):
+    result = runner.invoke(app, ["clean", str(competition_csv), "-o", str(tmp_path), "--set", "clean.unicod=false"])
+    assert result.exit_code == 2
+    assert "unknown key(s) unicod" in result.output and "Traceback" not in result.output
+
+
+def test_validate_submission_command(competition_csv, tmp_path):
+    labels = LabelSet.klue()
+    probs = np.full((4, 30), 1 / 30)
+    good = write_submission(tmp_path / "sub.csv", ["0", "1", "2", "3"], probs, labels)
+    ok = runner.invoke(app, ["validate-submission", str(good), "--test", str(competition_csv)])
+    assert ok.exit_code == 0 and "valid submission" in ok.output
+    short = write_submission(tmp_path / "short.csv", ["0", "1", "2"], probs[:3], labels)
+    bad = runner.invoke(app, ["validate-submission", str(short), "--test", str(competition_csv)])
+    assert bad.exit_code == 1 and "missing" in bad.output
