@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_HOME := $(CURDIR)/.hf_home
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install test clean-data bench
+.PHONY: install train predict test clean-data bench
 
 install: $(BIN)/re-pipeline
 
@@ -19,6 +19,14 @@ $(BIN)/re-pipeline: pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $@
+
+# make train [CONFIG=configs/x.yaml] [DATA=dir-with-train.csv] [SET="train.epochs=3 ..."]
+train: install
+	$(BIN)/re-pipeline train --config $(CONFIG) $(if $(DATA),--data $(DATA)) $(foreach s,$(SET),--set $(s))
+
+# make predict RUN=runs/<run_id> DATA=test_data.csv
+predict: install
+	$(BIN)/re-pipeline predict $(RUN) --data $(DATA)
 
 test: install
 	$(BIN)/pytest

@@ -99,6 +99,75 @@ def validate_submission_cmd(
     console.print(f"[green]✓[/] {file} is a valid submission for {test} ({len(examples):,} rows)")
 
 
+DEFAULT_TRAIN = "data/raw/train.csv"
+
+
+def resolve_data(cfg: Config, data: Optional[Path]) -> None:
+    """`--data DIR` (train.csv + test_data.csv) or a file; with no data at all, a generated sample."""
+    if data is not None:
+        if data.is_dir():
+            cfg.data.train = str(data / "train.csv")
+            cfg.data.test = str(data / "test_data.csv") if (data / "test_data.csv").exists() else None
+        else:
+            cfg.data.train = str(data)
+        return
+    if cfg.data.train == DEFAULT_TRAIN and not Path(DEFAULT_TRAIN).exists():
+        from .data.sample import write_sample
+
+        train, test = write_sample("data/sample")
+        cfg.data.train, cfg.data.test = str(train), str(test)
+        console.print(
+            "[yellow]no data/raw/train.csv: using a generated synthetic Korean sample (data/sample/). "
+            "Put the competition's train.csv and test_data.csv in data/raw/ to train on them.[/]"
+        )
+    elif cfg.data.test and not Path(cfg.data.test).exists():
+        console.print(f"[yellow]no test file at {cfg.data.test}: training without a submission[/]")
+        cfg.data.test = None
+
+
+@app.command()
+@user_errors
+def train(
+    config: Optional[Path] = typer.Option(Path("configs/default.yaml"), "--config", "-c", help="YAML config file"),
+    data: Optional[Path] = typer.Option(None, "--data", "-d", help="folder with train.csv and test_data.csv, or a train file"),
+    set_: Optional[list[str]] = SetOpt,
+    resume: Optional[Path] = typer.Option(None, "--resume", help="continue an interrupted run folder from its last checkpoint"),
+):
+    """Train a model (load, clean, TAPT, folds), score it, and write a validated submission."""
+    from .pipeline import run_pipeline
+
+    if resume is not None:
+        if not (resume / "config.yaml").exists():
+            raise PipelineError(f"{resume}: not a run folder (no config.yaml)")
+        cfg = load_config(resume / "config.yaml")
+    else:
+        cfg = _config(config, set_)
+        resolve_data(cfg, data)
+    run_dir = run_pipeline(cfg, run_dir=resume, log=lambda msg: console.print(msg, markup=False, highlight=False))
+    result = json.loads((run_dir / "result.json").read_text(encoding="utf-8"))
+    metrics = result.get("metrics")
+    if metrics:
+        console.print("validation: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
+    console.print(f"run folder: {run_dir}")
+    if result.get("submission"):
+        console.print(f"submission: {result['submission']}")
+
+
+@app.command()
+@user_errors
+def predict(
+    run_dir: Path = typer.Argument(..., help="a run folder (runs/<run_id>)"),
+    data: Path = typer.Option(..., "--data", "-d", help="test file to predict"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="submission path (default submissions/<run>-<data>.csv)"),
+):
+    """Predict a test file with a trained run and write a validated submission."""
+    from .predict import predict_file
+
+    out = out or Path("submissions") / f"{run_dir.name}-{data.stem}.csv"
+    path = predict_file(run_dir, data, out, log=lambda msg: console.print(msg, markup=False))
+    console.print(f"submission: {path}")
+
+
 def main() -> None:
     app(prog_name="re-pipeline")
 

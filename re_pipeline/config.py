@@ -14,8 +14,13 @@ from pathlib import Path
 
 import yaml
 
+from .data.augment import AugmentConfig
 from .data.clean import CleanConfig
+from .data.markers import MarkerConfig
 from .errors import PipelineError
+from .models.relation import ModelConfig
+from .tapt import TaptConfig
+from .train import TrainConfig
 
 
 @dataclass
@@ -36,10 +41,17 @@ class DataConfig:
 
 @dataclass
 class Config:
+    """One experiment: every stage's settings, in pipeline order."""
+
     name: str = "default"
     seed: int = 42
     data: DataConfig = field(default_factory=DataConfig)
     clean: CleanConfig = field(default_factory=CleanConfig)
+    markers: MarkerConfig = field(default_factory=MarkerConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    tapt: TaptConfig = field(default_factory=TaptConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
 
 def from_dict(cls, data: dict | None, where: str = ""):

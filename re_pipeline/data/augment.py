@@ -1,0 +1,241 @@
+"""Seeded augmentation of training examples: AEDA, word masking and deletion, entity swap, role swap.
+
+Each method builds its child through edits that replace `sentence[a:b]` with new text and never
+touch an entity (except the one `entity_swap` replaces); offsets are recomputed from the edits.
+A child whose spans do not check is discarded and counted, never emitted. A child identical to
+its parent or to an earlier sibling, or one a method cannot make (no free word, no candidate),
+is skipped and counted. Children follow the originals, method by method.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..errors import PipelineError
+from .particles import attach, particle_after
+from .schema import Entity, Example
+
+METHODS = ("aeda", "random_mask", "random_delete", "entity_swap", "symmetric_swap")
+PUNCTUATION = (".", ",", "!", "?", ";", ":")
+SYMMETRIC_LABELS = ("per:colleagues", "per:siblings", "per:spouse", "per:other_family", "org:alternate_names", "per:alternate_names")
+# Particles that may follow a 와/과 or (으)로 inside the same word: 와의, 과는, 으로부터, 로서, 로써, 로도.
+_STACKED = ("의", "는", "도", "부터", "서", "써")
+
+Edit = tuple[int, int, str]  # replace sentence[a:b] with the text (a == b: insert before a)
+
+
+@dataclass
+class AugmentMethod:
+    """One method. `prob`: per-word rate (AEDA: insertions up to `prob` × words); `copies`: children
+    per parent; `labels`: only parents with these labels (None: all); `rate`: fraction of eligible
+    parents augmented."""
+
+    name: str
+    prob: float = 0.1
+    copies: int = 1
+    labels: list[str] | None = None
+    rate: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.name not in METHODS:
+            raise PipelineError(f"augment method {self.name!r} is unknown; valid: {', '.join(METHODS)}")
+        for key in ("prob", "rate"):
+            if not 0 <= getattr(self, key) <= 1:
+                raise PipelineError(f"augment {self.name}.{key} must be in [0, 1], not {getattr(self, key)!r}")
+        if self.copies < 1:
+            raise PipelineError(f"augment {self.name}.copies must be at least 1, not {self.copies!r}")
+
+
+@dataclass
+class AugmentConfig:
+    """Methods to run (each at most once), the seed, the mask string, and the labels `symmetric_swap` may swap."""
+
+    methods: list[AugmentMethod] = field(default_factory=list)
+    seed: int = 42
+    mask_token: str = "<mask>"
+    symmetric_labels: list[str] = field(default_factory=lambda: list(SYMMETRIC_LABELS))
+
+    def __post_init__(self) -> None:
+        names = [m.name for m in self.methods]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise PipelineError(f"augment methods listed more than once: {', '.join(repeated)}")
+        if not self.mask_token.strip():
+            raise PipelineError("augment.mask_token must not be blank")
+
+
+def augment(examples: list[Example], config: AugmentConfig) -> tuple[list[Example], dict[str, dict[str, int]]]:
+    """Originals followed by the children of each method, and per method {parents, children, discarded, skipped}.
+
+    Only original rows (no `parent_id`) are parents. Deterministic for a given seed and input.
+    """
+    known = {ex.label for ex in examples}
+    for method in config.methods:
+        unknown = sorted(set(method.labels or ()) - known)
+        if unknown:
+            raise PipelineError(f"augment {method.name}.labels not in the data: {', '.join(unknown)}; known: {', '.join(sorted(map(str, known)))}")
+    pool = _mention_pool(examples)
+    make: dict[str, Callable[[Example, random.Random, AugmentMethod], Example | None]] = {
+        "aeda": lambda ex, rng, m: _aeda(ex, rng, m.prob),
+        "random_mask": lambda ex, rng, m: _mask(ex, rng, m.prob, config.mask_token),
+        "random_delete": lambda ex, rng, m: _delete(ex, rng, m.prob),
+        "entity_swap": lambda ex, rng, m: _swap_entity(ex, rng, pool),
+        "symmetric_swap": lambda ex, rng, m: _swap_roles(ex),
+    }
+    children: list[Example] = []
+    summary: dict[str, dict[str, int]] = {}
+    for method in config.methods:
+        rng = random.Random(_seed(config.seed, method.name))
+        eligible = [
+            ex
+            for ex in examples
+            if ex.parent_id is None
+            and (method.labels is None or ex.label in method.labels)
+            and (method.name != "symmetric_swap" or ex.label in config.symmetric_labels)
+        ]
+        chosen = sorted(rng.sample(range(len(eligible)), round(method.rate * len(eligible))))
+        counts = summary[method.name] = {"parents": len(chosen), "children": 0, "discarded": 0, "skipped": 0}
+        for parent in (eligible[i] for i in chosen):
+            seen = {_key(parent)}
+            for k in range(method.copies):
+                child = make[method.name](parent, rng, method)
+                if child is None or _key(child) in seen:
+                    counts["skipped"] += 1
+                elif not child.spans_ok():
+                    counts["discarded"] += 1
+                else:
+                    seen.add(_key(child))
+                    counts["children"] += 1
+                    children.append(child.with_(id=f"{parent.id}-aug-{method.name}-{k}", parent_id=parent.id, method=method.name, extra=dict(parent.extra)))
+    return list(examples) + children, summary
+
+
+def summary_table(summary: dict[str, dict[str, int]]) -> list[dict]:
+    """One row per method plus a total row, for printing."""
+    rows = [{"method": name, **counts} for name, counts in summary.items()]
+    total = {key: sum(row[key] for row in rows) for key in ("parents", "children", "discarded", "skipped")}
+    return rows + [{"method": "total", **total}]
+
+
+def _seed(seed: int, name: str) -> int:
+    """A stable per-method seed (Python's `hash` of a str changes between runs)."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{name}".encode()).digest()[:8], "big")
+
+
+def _key(ex: Example) -> tuple[str, Entity, Entity]:
+    return ex.sentence, ex.subject, ex.object
+
+
+def _hits(ex: Example, a: int, b: int) -> bool:
+    """Whether replacing `sentence[a:b]` (or inserting at a, when a == b) would touch an entity."""
+    return any(a <= ent.end and b > ent.start for ent in (ex.subject, ex.object))
+
+
+def _edit(ex: Example, edits: list[Edit], words: dict[str, str] | None = None) -> Example:
+    """`ex` with non-overlapping `edits` applied; `words` renames a role whose entity an edit replaces from its start."""
+    words = words or {}
+    parts, pos = [], 0
+    for a, b, text in sorted(edits):
+        parts += [ex.sentence[pos:a], text]
+        pos = b
+
+    def moved(ent: Entity, role: str) -> Entity:
+        start = ent.start + sum(len(text) - (b - a) for a, b, text in edits if b <= ent.start)
+        word = words.get(role, ent.word)
+        return Entity(word, start, start + len(word) - 1, ent.type)
+
+    sentence = "".join(parts) + ex.sentence[pos:]
+    return ex.with_(sentence=sentence, subject=moved(ex.subject, "subject"), object=moved(ex.object, "object"))
+
+
+def _words(ex: Example) -> list[tuple[int, int]]:
+    """(start, stop) of each whitespace-separated word."""
+    return [m.span() for m in re.finditer(r"\S+", ex.sentence)]
+
+
+def _pick(rng: random.Random, items: list[int], prob: float) -> list[int]:
+    """Each item with probability `prob`, and at least one unless `items` is empty."""
+    chosen = [i for i in items if rng.random() < prob]
+    return chosen or ([rng.choice(items)] if items else [])
+
+
+def _aeda(ex: Example, rng: random.Random, prob: float) -> Example | None:
+    """AEDA: 1..max(1, prob × words) punctuation marks, each inserted before a different word, outside the entities."""
+    words = _words(ex)
+    slots = [start for start, _ in words if not _hits(ex, start, start)]
+    if not slots:
+        return None
+    count = min(rng.randint(1, max(1, int(prob * len(words)))), len(slots))
+    return _edit(ex, [(start, start, rng.choice(PUNCTUATION) + " ") for start in rng.sample(slots, count)])
+
+
+def _mask(ex: Example, rng: random.Random, prob: float, mask_token: str) -> Example | None:
+    """Each word that touches no entity becomes `mask_token` with probability `prob`."""
+    words = _words(ex)
+    free = [i for i, (a, b) in enumerate(words) if not _hits(ex, a, b)]
+    return _edit(ex, [(*words[i], mask_token) for i in _pick(rng, free, prob)]) if free else None
+
+
+def _delete(ex: Example, rng: random.Random, prob: float) -> Example | None:
+    """Each word that touches no entity is deleted, with the space after it (the last: before it), with probability `prob`."""
+    words = _words(ex)
+    free = [i for i, (a, b) in enumerate(words) if not _hits(ex, a, b)]
+    if not free:
+        return None
+    spans = [(words[i][0], words[i + 1][0]) if i + 1 < len(words) else (words[i - 1][1], words[i][1]) for i in _pick(rng, free, prob)]
+    merged: list[list[int]] = []
+    for a, b in sorted(spans):  # the last word's span can overlap the one before it
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    return _edit(ex, [(a, b, "") for a, b in merged])
+
+
+def _mention_pool(examples: list[Example]) -> dict[str, list[str]]:
+    """Distinct entity words per entity type, sorted."""
+    pool: dict[str, set[str]] = defaultdict(set)
+    for ex in examples:
+        for ent in (ex.subject, ex.object):
+            pool[ent.type].add(ent.word)
+    return {type_: sorted(words) for type_, words in pool.items()}
+
+
+def _particle(sentence: str, end: int) -> str | None:
+    """The particle right after an entity ending at `end`, if it ends the word or another particle
+    stacks on it (와의, 으로부터); otherwise it is part of something else (서울이다, 국민은행)."""
+    form = particle_after(sentence, end)
+    rest = sentence[end + 1 + len(form or "") :]
+    if form is None or not rest or not "가" <= rest[0] <= "힣":
+        return form
+    return form if form in ("와", "과", "로", "으로") and rest.startswith(_STACKED) else None
+
+
+def _swap_entity(ex: Example, rng: random.Random, pool: dict[str, list[str]]) -> Example | None:
+    """Replace the subject or the object (random order; the other if the first cannot be) with another
+    mention of its type, re-attaching the particle after it (비틀즈가 → 조지 해리슨이)."""
+    roles = ["subject", "object"]
+    rng.shuffle(roles)
+    for role in roles:
+        ent, other = (ex.subject, ex.object) if role == "subject" else (ex.object, ex.subject)
+        candidates, excluded = pool.get(ent.type, []), {ent.word, other.word}
+        particle = _particle(ex.sentence, ent.end)
+        stop = ent.end + 1 + len(particle or "")
+        # The pool is distinct, so among any three candidates one is not excluded.
+        if not any(w not in excluded for w in candidates[:3]) or (other.start < stop and other.end >= ent.start):
+            continue
+        word = rng.choice(candidates)
+        while word in excluded:
+            word = rng.choice(candidates)
+        return _edit(ex, [(ent.start, stop, attach(word, particle) if particle else word)], {role: word})
+    return None
+
+
+def _swap_roles(ex: Example) -> Example | None:
+    """Subject and object exchange roles (the sentence is unchanged); only between entities of one type."""
+    return ex.with_(subject=ex.object, object=ex.subject) if ex.subject.type == ex.object.type else None

@@ -1,0 +1,161 @@
+"""Tokenization: examples → model inputs with the entities' token positions.
+
+Entity character spans from `markers.mark` are mapped to tokens through the fast tokenizer's
+`offset_mapping` (a token belongs to a span when their character ranges overlap), never by
+counting tokens, so added tokens, Metaspace "▁" pieces and whitespace cannot shift positions.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from dataclasses import dataclass
+from functools import partial
+from operator import itemgetter
+from typing import TYPE_CHECKING, Iterable
+
+from ..errors import PipelineError
+from ..labels import LabelSet
+from .markers import MarkerConfig, added_tokens, mark
+from .schema import Example
+
+if TYPE_CHECKING:
+    import datasets
+
+COLUMNS = (
+    "input_ids",
+    "attention_mask",
+    "labels",
+    "subj_start",
+    "subj_end",
+    "obj_start",
+    "obj_end",
+    "entity_mask",
+    "subject_type",
+    "object_type",
+    "id",
+)
+
+
+@dataclass
+class FeatureConfig:
+    max_length: int = 256
+
+
+def prepare_tokenizer(tokenizer, config: MarkerConfig, entity_types: Iterable[str]) -> int:
+    """Add the special tokens `config.format` needs; returns how many were new.
+
+    Callers must then resize the model's embeddings to `len(tokenizer)` (`tokenizer.vocab_size`
+    does not count added tokens). The tokens are added with lstrip/rstrip off, so they never
+    absorb the spaces around them.
+    """
+    tokens = added_tokens(config, entity_types)
+    if not tokens:
+        return 0
+    return tokenizer.add_special_tokens({"extra_special_tokens": tokens}, replace_extra_special_tokens=False)
+
+
+def _tokens(offsets: list, lo: int, hi: int, start: int, end: int, example_id: str) -> tuple[int, int]:
+    """First and last token in [lo, hi) whose characters overlap [start, end) (offsets are sorted).
+
+    A first token that shares its characters with the next one is a bare Metaspace "▁" (one the
+    pre-tokenizer prepends at the start of the text or after an added token): it is skipped.
+    """
+    first = bisect_right(offsets, start, lo, hi, key=itemgetter(1))
+    last = bisect_left(offsets, end, lo, hi, key=itemgetter(0)) - 1
+    if first > last:
+        raise PipelineError(f"example {example_id}: characters {start}-{end} map to no token")
+    return first + (first < last and offsets[first] == offsets[first + 1]), last
+
+
+def _tokenize(batch: dict, tokenizer, max_length: int) -> dict:
+    pair = batch["first"][0] is not None
+    texts = (batch["first"], batch["text"]) if pair else (batch["text"],)
+    enc = tokenizer(*texts, return_offsets_mapping=True, return_token_type_ids=False, return_attention_mask=False)
+    out: dict[str, list] = {k: [] for k in (*COLUMNS[:2], *COLUMNS[3:8], "truncated", "n_tokens")}
+    for i, (ids, offsets, spans, example_id) in enumerate(zip(enc["input_ids"], enc["offset_mapping"], batch["spans"], batch["id"])):
+        seq = enc.sequence_ids(i)
+        lo = seq.index(int(pair))  # the marked sentence's tokens are [lo, hi)
+        hi = lo + seq.count(int(pair))
+        sa, sb, oa, ob, s_mark, s_mark_end, o_mark, o_mark_end = spans
+        token = partial(_tokens, offsets, lo, hi, example_id=example_id)
+        (s_first, s_last), (o_first, o_last) = token(sa, sb), token(oa, ob)
+        s_start, o_start = token(s_mark, sb)[0], token(o_mark, ob)[0]
+        keep_lo, keep_hi = min(s_start, o_start), max(token(sa, s_mark_end)[1], token(oa, o_mark_end)[1]) + 1
+        shift = 0
+        if len(ids) > max_length:  # keep a window of the sentence that holds both marked entities
+            budget = max_length - (len(ids) - (hi - lo))
+            if budget < keep_hi - keep_lo:
+                raise PipelineError(
+                    f"example {example_id}: its marked entities span {keep_hi - keep_lo} tokens, which does not "
+                    f"fit max_length {max_length} with {len(ids) - (hi - lo)} other tokens; raise max_length"
+                )
+            start = min(max(lo, keep_lo - (budget - (keep_hi - keep_lo)) // 2), hi - budget)
+            ids, shift = ids[:lo] + ids[start : start + budget] + ids[hi:], start - lo
+        entity_mask = [0] * len(ids)
+        entity_mask[s_first - shift : s_last - shift + 1] = [1] * (s_last - s_first + 1)
+        entity_mask[o_first - shift : o_last - shift + 1] = [2] * (o_last - o_first + 1)
+        for key, value in (
+            ("input_ids", ids),
+            ("attention_mask", [1] * len(ids)),
+            ("subj_start", s_start - shift),
+            ("subj_end", s_last - shift),
+            ("obj_start", o_start - shift),
+            ("obj_end", o_last - shift),
+            ("entity_mask", entity_mask),
+            ("truncated", len(ids) < len(offsets)),
+            ("n_tokens", len(offsets)),
+        ):
+            out[key].append(value)
+    return out
+
+
+def build_features(
+    examples: list[Example],
+    tokenizer,
+    markers: MarkerConfig,
+    label_set: LabelSet | None,
+    max_length: int,
+    num_proc: int = 1,
+) -> tuple[datasets.Dataset, dict]:
+    """Tokenize `examples` (a fast tokenizer, after `prepare_tokenizer`) into a `datasets.Dataset`.
+
+    Columns: see COLUMNS. `labels` is -100 for unlabelled examples (or with no `label_set`);
+    `subj_start`/`obj_start` is the first token of the opening marker (of the word when the
+    format has none), `subj_end`/`obj_end` the last token of the entity word; `entity_mask`
+    is 1 on subject word tokens, 2 on object word tokens, 0 elsewhere. Inputs longer than
+    `max_length` keep a window of the sentence around both marked entities (centered when
+    possible). Returns the dataset and stats: `examples`, `truncated_window` (how many were
+    windowed), `max_tokens` (longest input before windowing).
+    """
+    import datasets
+
+    if not examples:
+        raise PipelineError("no examples to tokenize")
+    types = {e.type for ex in examples for e in (ex.subject, ex.object)}
+    vocab = tokenizer.get_vocab()
+    missing = [t for t in added_tokens(markers, types) if t not in vocab]
+    if missing:
+        raise PipelineError(f"the tokenizer lacks marker tokens {missing}; call prepare_tokenizer first")
+    rows = []
+    for ex in examples:
+        m = mark(ex, markers, tokenizer.sep_token)
+        rows.append(
+            {
+                "id": ex.id,
+                "text": m.text,
+                "first": m.first,
+                "spans": [*m.subject, *m.object, m.subject_marker_start, m.subject_marker_end, m.object_marker_start, m.object_marker_end],
+                "labels": label_set.id(ex.label) if label_set is not None and ex.label is not None else -100,
+                "subject_type": ex.subject.type,
+                "object_type": ex.object.type,
+            }
+        )
+    ds = datasets.Dataset.from_list(rows).map(
+        partial(_tokenize, tokenizer=tokenizer, max_length=max_length),
+        batched=True,
+        num_proc=num_proc if num_proc > 1 else None,
+        remove_columns=["text", "first", "spans"],
+    )
+    column = lambda name: ds.data.column(name).to_pylist()  # noqa: E731 (fast: no per-row formatting)
+    stats = {"examples": len(ds), "truncated_window": sum(column("truncated")), "max_tokens": max(column("n_tokens"), default=0)}
+    return ds.select_columns(list(COLUMNS)), stats

@@ -1,0 +1,1 @@
+"""Models: backbone (load or build), tokenizer training, entity embedding, pooling, heads, losses, PEFT."""

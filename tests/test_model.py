@@ -1,0 +1,121 @@
+"""Relation model parts on a tiny encoder: pooling, heads, per-type-pair masking, losses, save/load."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from re_pipeline.models.backbone import BackboneConfig, build_encoder
+from re_pipeline.models.losses import LossConfig, inverse_sqrt_weights, relation_loss
+from re_pipeline.models.relation import ModelConfig, RelationModel, pair_vocabulary
+from re_pipeline.errors import PipelineError
+
+TINY = BackboneConfig(vocab_size=50, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, max_position=40)
+LABELS = 5
+
+
+def batch(n=4, length=10, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, 50, (n, length), generator=g)
+    mask = torch.ones(n, length, dtype=torch.long)
+    mask[0, 7:] = 0
+    ids[0, 7:] = 1
+    entity = torch.zeros(n, length, dtype=torch.long)
+    entity[:, 2:4] = 1
+    entity[:, 5:6] = 2
+    return {
+        "input_ids": ids,
+        "attention_mask": mask,
+        "subj_start": torch.full((n,), 1),
+        "obj_start": torch.full((n,), 4),
+        "entity_mask": entity,
+        "labels": torch.tensor([0, 1, 2, 3][:n]),
+    }
+
+
+def model(**cfg):
+    torch.manual_seed(0)
+    pair_labels = cfg.pop("pair_labels", None)
+    return RelationModel(build_encoder(TINY, 50), ModelConfig(backbone=TINY, **cfg), LABELS, pair_labels)
+
+
+@pytest.mark.parametrize("pooling", ["cls", "entity_start", "span_mean"])
+@pytest.mark.parametrize("head", ["linear", "mlp", "lstm"])
+def test_shapes_and_loss_for_every_pooling_and_head(pooling, head):
+    m = model(pooling=pooling, head=head)
+    out = m(**batch())
+    assert out["logits"].shape == (4, LABELS) and out["loss"].ndim == 0 and torch.isfinite(out["loss"])
+    out["loss"].backward()
+    assert m.classifier.weight.grad is not None if head != "mlp" else m.classifier[0].weight.grad is not None
+
+
+def test_entity_start_pooling_reads_the_marker_positions():
+    m = model(pooling="entity_start", entity_embedding=False).eval()
+    b = batch()
+    states = m.encoder(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).last_hidden_state
+    pooled = m.pooler(states, b)
+    assert torch.allclose(pooled, torch.cat([states[:, 1], states[:, 4]], dim=-1))
+
+
+def test_lstm_ignores_padding():
+    m = model(head="lstm", pooling="cls").eval()
+    b = batch()
+    short = {k: (v[:1, :7] if v.ndim == 2 else v[:1]) for k, v in b.items()}
+    padded = {k: v[:1] for k, v in b.items()}
+    assert torch.allclose(m(**short)["logits"], m(**padded)["logits"], atol=1e-5)
+
+
+def test_entity_embedding_starts_at_zero_and_changes_nothing():
+    with_emb, without = model(entity_embedding=True).eval(), model(entity_embedding=False).eval()
+    without.load_state_dict(with_emb.state_dict(), strict=False)
+    b = batch()
+    assert torch.equal(with_emb(**b)["logits"], without(**b)["logits"])
+    with_emb.train()
+    with_emb(**b)["loss"].backward()
+    assert with_emb.entity_embedding.embedding.weight.grad.abs().sum() > 0
+
+
+def test_type_pair_heads_mask_exactly_and_train_only_their_pair():
+    names, allowed = pair_vocabulary([("PER", "LOC"), ("PER", "LOC"), ("ORG", "DAT")], [0, 3, 2], LABELS)
+    assert names == ["ORG|DAT", "PER|LOC"] and allowed.tolist() == [[False, False, True, False, False], [True, False, False, True, False]]
+    m = model(type_pair_heads=True, pair_labels=allowed)
+    b = batch()
+    b["pair"] = torch.tensor([1, 1, 0, -1])  # the last row's pair was never seen: shared head, all labels
+    b["labels"] = torch.tensor([3, 0, 2, 4])
+    out = m(**b)
+    probs = out["logits"].softmax(-1)
+    assert (probs[0, [1, 2, 4]] == 0).all() and (probs[2, [0, 1, 3, 4]] == 0).all() and probs[2, 2] == 1
+    assert (probs[3] > 0).all() and torch.isfinite(out["loss"])
+    out["loss"].backward()
+    grad = m.pair_heads.weight.grad
+    assert grad[1].abs().sum() > 0  # PER|LOC rows trained their head
+    assert grad[0].abs().sum() == 0  # ORG|DAT's only relation is certain: nothing to learn, and no leak from other pairs
+    assert (grad[1][:, [1, 2, 4]] == 0).all()  # masked relations get no gradient
+
+
+def test_impossible_gold_label_gives_finite_loss():
+    _, allowed = pair_vocabulary([("PER", "LOC")], [0], LABELS)
+    m = model(type_pair_heads=True, pair_labels=allowed)
+    b = batch(1)
+    b["pair"], b["labels"] = torch.tensor([0]), torch.tensor([3])
+    assert torch.isfinite(m(**b)["loss"])
+
+
+def test_losses():
+    logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]])
+    labels = torch.tensor([0, 2])
+    ce = relation_loss(logits, labels, LossConfig())
+    assert torch.isclose(ce, torch.nn.functional.cross_entropy(logits, labels))
+    focal0 = relation_loss(logits, labels, LossConfig(name="focal", focal_gamma=0.0))
+    assert torch.isclose(focal0, ce)
+    assert relation_loss(logits, labels, LossConfig(name="focal", focal_gamma=2.0)) < ce
+    smooth = relation_loss(logits, labels, LossConfig(label_smoothing=0.1))
+    assert smooth > ce
+    w = inverse_sqrt_weights([0, 0, 0, 0, 1], 3)
+    assert torch.isclose(w.mean(), torch.tensor(1.0)) and w[2] == w.max() and w[0] < w[1]
+    weighted = relation_loss(logits, labels, LossConfig(class_weighted=True), torch.tensor([1.0, 1.0, 0.0]))
+    assert torch.isclose(weighted, torch.nn.functional.cross_entropy(logits[:1], labels[:1]))
+    with pytest.raises(PipelineError, match="loss.name"):
+        LossConfig(name="hinge")
+    with pytest.raises(PipelineError, match="pooling"):
+        ModelConfig(pooling="max")

@@ -1,0 +1,95 @@
+"""End to end on a generated sample with a tiny model: train -> run folder -> submission -> predict, resume."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from re_pipeline.config import load_config
+from re_pipeline.data.sample import write_sample
+from re_pipeline.labels import LabelSet
+from re_pipeline.pipeline import run_pipeline
+from re_pipeline.predict import Predictor, predict_file
+from re_pipeline.submission import read_submission, validate_submission
+
+TINY = [
+    "model.backbone.vocab_size=400",
+    "model.backbone.hidden_size=32",
+    "model.backbone.num_layers=1",
+    "model.backbone.num_heads=2",
+    "model.backbone.intermediate_size=64",
+    "tapt.enabled=false",
+    "train.max_steps=20",
+    "train.eval_steps=10",
+    "train.batch_size=16",
+    "train.learning_rate=0.001",
+    "train.logging_steps=5",
+]
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    return write_sample(tmp_path_factory.mktemp("sample"), n_train=160, n_test=40)
+
+
+def config(sample, *extra):
+    train, test = sample
+    return load_config(None, [*TINY, f"data.train={train}", f"data.test={test}", *extra])
+
+
+@pytest.fixture(scope="module")
+def run(sample, tmp_path_factory):
+    root = tmp_path_factory.mktemp("work")
+    return run_pipeline(config(sample), run_dir=root / "runs" / "r1", submissions_dir=root / "subs", log=lambda m: None)
+
+
+def test_twenty_steps_give_a_valid_submission_and_a_run_folder(run, sample):
+    result = json.loads((run / "result.json").read_text())
+    assert set(result["metrics"]) == {"micro_f1", "auprc", "accuracy"}
+    assert result["folds"]["fold0"]["log_history"][-1]["step"] == 20
+    test_ids = [str(i) for i in range(40)]
+    assert validate_submission(result["submission"], test_ids, LabelSet.klue()) == []
+    for name in ("config.yaml", "labels.json", "train.audit.csv", "oof_probs.npy", "test_probs.npy", "fold0/model/model.safetensors"):
+        assert (run / name).exists(), name
+    oof = np.load(run / "oof_probs.npy")
+    assert np.isnan(oof[:, 0]).sum() > 0 and np.allclose(np.nansum(oof, axis=1)[~np.isnan(oof[:, 0])], 1)
+
+
+def test_predictor_reproduces_the_run_submission(run, sample, tmp_path):
+    result = json.loads((run / "result.json").read_text())
+    _, _, run_probs = read_submission(result["submission"])
+    _, _, again = read_submission(predict_file(run, sample[1], tmp_path / "again.csv", log=lambda m: None))
+    assert np.allclose(run_probs, again, atol=1e-5)
+    predictor = Predictor.from_run(run)
+    label, prob = predictor("김민준은 서울에서 태어났다.", subject=(0, 2, "PER"), object=(5, 6, "LOC"))
+    assert label in LabelSet.klue().names and 0 < prob <= 1
+
+
+def test_resume_continues_from_the_last_checkpoint(run, sample, tmp_path):
+    shutil.copytree(run, tmp_path / "r2")
+    fold = tmp_path / "r2" / "fold0"
+    (fold / "fold.json").unlink()
+    shutil.rmtree(fold / "checkpoints" / "checkpoint-20")
+    logs = []
+    resumed = run_pipeline(config(sample), run_dir=tmp_path / "r2", submissions_dir=tmp_path / "subs", log=logs.append)
+    assert any("resuming from" in m and "checkpoint-10" in m for m in logs)
+    first = json.loads((run / "result.json").read_text())["metrics"]
+    second = json.loads((resumed / "result.json").read_text())["metrics"]
+    assert second == pytest.approx(first, abs=1e-6)
+
+
+def test_a_local_pretrained_model_loads_through_the_hub_code_path(sample, tmp_path):
+    from re_pipeline.models.backbone import BackboneConfig, build_encoder
+    from re_pipeline.models.tokenizer import train_tokenizer
+
+    import csv
+
+    sentences = [r["sentence"] for r in csv.DictReader(open(sample[0], encoding="utf-8"))]
+    local = tmp_path / "tiny-xlmr"
+    tokenizer = train_tokenizer(sentences, 300, local)
+    build_encoder(BackboneConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64), len(tokenizer)).save_pretrained(local)
+    run_dir = run_pipeline(config(sample, f"model.backbone.name={local}", "train.max_steps=4"), run_dir=tmp_path / "run", submissions_dir=tmp_path / "subs", log=lambda m: None)
+    assert json.loads((run_dir / "result.json").read_text())["submission"]
