@@ -11,6 +11,7 @@ head share is the stock head + loss (forward + backward on fixed encoder outputs
 
 from __future__ import annotations
 
+import os
 import random
 import statistics
 import sys
@@ -73,7 +74,7 @@ def main(cache_dir: str) -> None:
     tokenizer = default_tokenizer(sentences, backbone, cache_dir)
     sample = random.Random(0).sample(sentences, 64)
     config = TaptConfig(max_length=128, seed=0)
-    print(f"torch threads: {torch.get_num_threads()}")
+    print(f"torch threads: {torch.get_num_threads()}, load average before: {os.getloadavg()[0]:.1f}")
     print("| vocab | batch x tokens | masked tokens | full head s/step | gathered head s/step | speed-up | head share of full step |")
     print("|---|---|---|---|---|---|---|")
     for pad_to in (None, config.max_length):
@@ -89,6 +90,7 @@ def main(cache_dir: str) -> None:
             f"| {len(tokenizer)} | {rows} x {width} | {int((batch['labels'] != -100).sum())} | {full:.2f} | "
             f"{gathered:.2f} | {full / gathered:.1f}x | {head / full:.0%} |"
         )
+    print(f"load average after: {os.getloadavg()[0]:.1f} (other processes on the cores skew the timings)")
 
 
 if __name__ == "__main__":

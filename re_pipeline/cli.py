@@ -78,6 +78,36 @@ def clean(
     console.print(f"labels: {summary['label_set']} ({summary['labels']}); fingerprint {loaded.fingerprint}; outputs in {out_dir}/{stem}.*")
 
 
+@app.command("augment")
+@user_errors
+def augment_cmd(
+    file: Path = typer.Argument(..., help="training file (CSV or KLUE JSON)"),
+    out: Path = typer.Option(Path("data/augmented/train.augmented.csv"), "--out", "-o", help="augmented CSV to write"),
+    config: Optional[Path] = ConfigOpt,
+    set_: Optional[list[str]] = SetOpt,
+):
+    """Load and clean a training file, apply the config's `augment.methods`, write originals + children."""
+    from .data.augment import augment, summary_table
+    from .data.io import write_examples_csv
+    from .data.load import load_data, read_options
+
+    cfg = _config(config, set_)
+    if not cfg.augment.methods:
+        raise PipelineError("no augmentation methods in the config: set augment.methods (see configs/augment.yaml)")
+    with console.status(f"loading, cleaning and augmenting {file}"):
+        loaded = load_data(file, read_options(cfg.data), cfg.clean, cfg.data.labels, cfg.data.no_relation)
+        examples, summary = augment(loaded.examples, cfg.augment)
+    write_examples_csv(out, examples)
+    rows = summary_table(summary)
+    table = Table(title="augmentation")
+    for col in rows[0]:
+        table.add_column(col, justify="left" if col == "method" else "right")
+    for row in rows:
+        table.add_row(*(f"{v:,}" if isinstance(v, int) else str(v) for v in row.values()))
+    console.print(table)
+    console.print(f"{len(loaded.examples):,} originals + {len(examples) - len(loaded.examples):,} children written to {out}")
+
+
 @app.command("validate-submission")
 @user_errors
 def validate_submission_cmd(

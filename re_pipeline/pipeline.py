@@ -26,7 +26,7 @@ from .runs import environment, new_run_id
 from .submission import validate_submission, write_submission
 from .train import RelationCollator, add_pair_column, build_model, curriculum_order, make_trainer, predict_probs, split_indices, write_json
 
-CACHE = Path(".cache")
+CACHE = Path(".cache")  # trained tokenizers and TAPT checkpoints, keyed by their inputs
 
 
 def _digest(*parts) -> str:
@@ -47,23 +47,26 @@ def load_inputs(config: Config) -> tuple[LoadedData, LoadedData | None]:
     return train, test
 
 
-def prepare_backbone(config: Config, sentences: list[str], log) -> tuple[object, str | None]:
-    """The tokenizer and where the encoder comes from (a path, or None for a fresh default)."""
+def prepare_backbone(config: Config, sentences: list[str], log, cache: Path = CACHE, saved: Path | None = None) -> tuple[object, str | None]:
+    """The tokenizer (the run's `saved` one when resuming) and where the encoder comes from (None: a fresh default)."""
     backbone = config.model.backbone
-    if backbone.name:
+    if saved is not None and (saved / "tokenizer.json").exists():
+        tokenizer, source = load_tokenizer(str(saved)), backbone.name
+    elif backbone.name:
         tokenizer, source = load_tokenizer(backbone.name), backbone.name
     else:
-        tok_dir = CACHE / "tokenizers" / _digest(sorted(sentences), backbone.vocab_size)
+        tok_dir = cache / "tokenizers" / _digest(sorted(sentences), backbone.vocab_size)
         log(f"tokenizer: {'cached' if (tok_dir / 'tokenizer.json').exists() else 'training'} ({tok_dir})")
         tokenizer, source = default_tokenizer(sentences, backbone, tok_dir), None
     if config.tapt.enabled:
         from .tapt import run_tapt
 
-        tapt_dir = CACHE / "tapt" / _digest(sorted(sentences), asdict(backbone), asdict(config.tapt), len(tokenizer))
+        vocab = sorted(tokenizer.backend_tokenizer.get_vocab(with_added_tokens=False).items())
+        tapt_dir = cache / "tapt" / _digest(sorted(sentences), asdict(backbone), asdict(config.tapt), vocab)
         if (tapt_dir / "config.json").exists():
             log(f"TAPT: reusing {tapt_dir}")
         else:
-            log(f"TAPT: {config.tapt.steps} masked-LM steps on {len(sentences):,} sentences")
+            log(f"TAPT: {config.tapt.total_steps(len(sentences))} masked-LM steps on {len(sentences):,} sentences")
             run_tapt(sentences, tokenizer, backbone, config.tapt, tapt_dir)
         source = str(tapt_dir)
     return tokenizer, source
@@ -112,7 +115,9 @@ def _load(path: Path):
     return np.load(path, allow_pickle=False) if path.exists() else None
 
 
-def run_pipeline(config: Config, run_dir: Path | None = None, submissions_dir: Path = Path("submissions"), log=print) -> Path:
+def run_pipeline(
+    config: Config, run_dir: Path | None = None, submissions_dir: Path = Path("submissions"), log=print, cache: Path = CACHE
+) -> Path:
     """Run a whole experiment into `run_dir` (new under runs/ when None; an existing one is resumed)."""
     started = time.time()
     run_dir = run_dir or Path("runs") / new_run_id(config.name)
@@ -127,9 +132,10 @@ def run_pipeline(config: Config, run_dir: Path | None = None, submissions_dir: P
     examples = train.examples
     test_examples = test.examples if test else []
     sentences = sorted({ex.sentence for ex in examples + test_examples})
-    tokenizer, source = prepare_backbone(config, sentences, log)
+    tokenizer, source = prepare_backbone(config, sentences, log, cache, saved=run_dir / "tokenizer")
     types = sorted({e.type for ex in examples + test_examples for e in (ex.subject, ex.object)})
     prepare_tokenizer(tokenizer, config.markers, types)
+    tokenizer.save_pretrained(run_dir / "tokenizer")
     features = dict(tokenizer=tokenizer, markers=config.markers, label_set=label_set, max_length=config.train.max_length, num_proc=config.train.num_proc)
     ctx = {"tokenizer": tokenizer, "label_set": label_set, "source": source, "features": features}
     test_ds = build_features(test_examples, **features)[0] if test_examples else None

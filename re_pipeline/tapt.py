@@ -14,6 +14,7 @@ intact) next to its tokenizer, so `load_encoder(out_dir, len(tokenizer))` return
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,11 +30,18 @@ from .models.backbone import BackboneConfig, build_config, offline_hint
 
 @dataclass
 class TaptConfig:
-    """Masked-LM settings. `whole_word`: mask whole whitespace words (a Korean eojeol with its particles)
-    instead of single pieces. `bf16`: bfloat16 autocast."""
+    """Masked-LM settings. `enabled` is for the caller (run TAPT or not); `run_tapt` ignores it.
+    `whole_word`: mask whole whitespace words (a Korean eojeol with its particles) instead of single
+    pieces. `bf16`: bfloat16 autocast (slower than float32 on CPUs without bf16 units).
+    Length: `steps` when set, else `epochs` passes over the sentences."""
+
+    def total_steps(self, sentences: int) -> int:
+        return self.steps if self.steps is not None else max(1, math.ceil(self.epochs * sentences / self.batch_size))
+
 
     enabled: bool = True
-    steps: int = 600
+    epochs: float = 1.0
+    steps: int | None = None
     batch_size: int = 64
     learning_rate: float = 5e-4
     warmup_ratio: float = 0.06
@@ -113,7 +121,10 @@ class WholeWordMaskCollator:
     def __call__(self, features: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
         batch = self.tokenizer.pad([{"input_ids": f["input_ids"]} for f in features], return_tensors="pt")
         width = batch["input_ids"].shape[1]
-        word_ids = torch.tensor([f["word_ids"] + [-1] * (width - len(f["word_ids"])) for f in features])
+        left = self.tokenizer.padding_side == "left"
+        word_ids = torch.tensor(
+            [[-1] * (width - len(w)) + w if left else w + [-1] * (width - len(w)) for w in (f["word_ids"] for f in features)]
+        )
         picked = self._bernoulli(self.mlm_probability, (len(features), int(word_ids.max()) + 1))
         masked = picked.gather(1, word_ids.clamp(min=0)) & (word_ids >= 0)
         inputs = batch["input_ids"]
@@ -161,28 +172,31 @@ def build_mlm(backbone: BackboneConfig, vocab_size: int, pad_token_id: int) -> n
     return model
 
 
-def run_tapt(sentences: list[str], tokenizer: Any, backbone: BackboneConfig, config: TaptConfig, out_dir: str | Path) -> Path:
-    """Train a masked LM on `sentences` for `config.steps` steps; save model + tokenizer + `tapt_log.json`.
+def run_tapt(
+    sentences: list[str], tokenizer: Any, backbone: BackboneConfig, config: TaptConfig, out_dir: str | Path
+) -> Path:
+    """Train a masked LM on `sentences` (`config.total_steps` steps); save model + tokenizer + `tapt_log.json`.
 
     The log holds the loss at each logging step, the wall time and the sentences/s throughput.
     """
     from transformers import Trainer, TrainingArguments, set_seed
 
     out_dir = Path(out_dir)
+    steps = config.total_steps(len(sentences))
     set_seed(config.seed)
     mlm = build_mlm(backbone, len(tokenizer), tokenizer.pad_token_id)
     args = TrainingArguments(
         output_dir=str(out_dir),
-        max_steps=config.steps,
+        max_steps=steps,
         per_device_train_batch_size=config.batch_size,
         learning_rate=config.learning_rate,
-        warmup_steps=round(config.warmup_ratio * config.steps),
+        warmup_steps=round(config.warmup_ratio * steps),
         weight_decay=config.weight_decay,
         bf16=config.bf16,
         use_cpu=not torch.cuda.is_available(),  # lets bf16 autocast run on a CPU-only machine
         seed=config.seed,
         train_sampling_strategy="group_by_length",
-        logging_steps=max(1, config.steps // 50),
+        logging_steps=max(1, steps // 50),
         save_strategy="no",
         report_to="none",
         remove_unused_columns=False,  # keep `word_ids` for the whole-word collator

@@ -102,6 +102,29 @@ def precision_flags(precision: str) -> dict:
     return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
 
 
+class EpochLengthSampler(torch.utils.data.Sampler):
+    """Length-grouped batches (`get_length_grouped_indices`) drawn from `seed + epoch`.
+
+    The stock sampler keeps one generator across epochs, so a run resumed mid-training
+    sees other batches than an uninterrupted one; seeding per epoch replays them exactly.
+    """
+
+    def __init__(self, batch_size: int, lengths: list[int], seed: int):
+        self.batch_size, self.lengths, self.seed, self.epoch = batch_size, lengths, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):
+        from transformers.trainer_pt_utils import get_length_grouped_indices
+
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
+
+
 def make_trainer(model, train_ds, eval_ds, collator, config: TrainConfig, out_dir: Path, seed: int):
     """A `Trainer` with early stopping and best-checkpoint selection on micro-F1."""
     from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
@@ -151,6 +174,13 @@ def make_trainer(model, train_ds, eval_ds, collator, config: TrainConfig, out_di
 
         def _get_eval_sampler(self, eval_dataset):
             return torch.utils.data.SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
+
+        def _get_train_sampler(self, train_dataset=None):
+            dataset = train_dataset if train_dataset is not None else self.train_dataset
+            if self.args.train_sampling_strategy != "group_by_length" or self.args.world_size > 1:
+                return super()._get_train_sampler(train_dataset)
+            lengths = [len(ids) for ids in dataset.data.column("input_ids").to_pylist()]
+            return EpochLengthSampler(self.args.train_batch_size, lengths, seed)
 
     return RelationTrainer(
         model=model,

@@ -129,3 +129,11 @@ def test_write_then_read_round_trip_and_dataset_view(competition_csv, tmp_path):
     assert [(e.id, e.sentence, e.subject, e.object, e.label) for e in again] == [(e.id, e.sentence, e.subject, e.object, e.label) for e in examples]
     ds = to_dataset(again)
     assert ds.num_rows == 4 and ds[2]["object_word"] == "1969년 1월 13일" and ds[2]["object_end"] == 17
+
+
+def test_augmented_files_keep_parent_and_method(competition_csv, tmp_path):
+    examples, _ = read_examples(competition_csv)
+    child = examples[1].with_(id="1-aug-aeda-0", parent_id="1", method="aeda")
+    again, ledger = read_examples(write_examples_csv(tmp_path / "aug.csv", [*examples, child]))
+    assert (again[-1].parent_id, again[-1].method) == ("1", "aeda") and again[0].parent_id is None
+    assert not ledger.notes

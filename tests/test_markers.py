@@ -32,8 +32,12 @@ PUNCT = "(《'\""
 
 def make_example(sentence: str, subject: tuple, object_: tuple, label: str | None = "no_relation", id_: str = "0") -> Example:
     """`subject`/`object_`: (word, type) or (word, type, occurrence)."""
-    s, o = (Entity(**dict(zip(("word", "start", "end", "type"), entity(w, sentence, *rest).values()))) for w, *rest in (subject, object_))
-    return Example(id_, sentence, s, o, label)
+
+    def ent(word: str, type_: str, occurrence: int = 0) -> Entity:
+        found = entity(word, sentence, type_, occurrence)
+        return Entity(word, found["start_idx"], found["end_idx"], type_)
+
+    return Example(id_, sentence, ent(*subject), ent(*object_), label)
 
 
 def sample_examples() -> list[Example]:

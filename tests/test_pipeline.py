@@ -43,7 +43,7 @@ def config(sample, *extra):
 @pytest.fixture(scope="module")
 def run(sample, tmp_path_factory):
     root = tmp_path_factory.mktemp("work")
-    return run_pipeline(config(sample), run_dir=root / "runs" / "r1", submissions_dir=root / "subs", log=lambda m: None)
+    return run_pipeline(config(sample), run_dir=root / "runs" / "r1", submissions_dir=root / "subs", log=lambda m: None, cache=root / "cache")
 
 
 def test_twenty_steps_give_a_valid_submission_and_a_run_folder(run, sample):
@@ -74,7 +74,7 @@ def test_resume_continues_from_the_last_checkpoint(run, sample, tmp_path):
     (fold / "fold.json").unlink()
     shutil.rmtree(fold / "checkpoints" / "checkpoint-20")
     logs = []
-    resumed = run_pipeline(config(sample), run_dir=tmp_path / "r2", submissions_dir=tmp_path / "subs", log=logs.append)
+    resumed = run_pipeline(config(sample), run_dir=tmp_path / "r2", submissions_dir=tmp_path / "subs", log=logs.append, cache=tmp_path / "cache")
     assert any("resuming from" in m and "checkpoint-10" in m for m in logs)
     first = json.loads((run / "result.json").read_text())["metrics"]
     second = json.loads((resumed / "result.json").read_text())["metrics"]
@@ -91,5 +91,17 @@ def test_a_local_pretrained_model_loads_through_the_hub_code_path(sample, tmp_pa
     local = tmp_path / "tiny-xlmr"
     tokenizer = train_tokenizer(sentences, 300, local)
     build_encoder(BackboneConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64), len(tokenizer)).save_pretrained(local)
-    run_dir = run_pipeline(config(sample, f"model.backbone.name={local}", "train.max_steps=4"), run_dir=tmp_path / "run", submissions_dir=tmp_path / "subs", log=lambda m: None)
+    run_dir = run_pipeline(
+        config(sample, f"model.backbone.name={local}", "train.max_steps=4"), run_dir=tmp_path / "run", submissions_dir=tmp_path / "subs", log=lambda m: None, cache=tmp_path / "cache"
+    )
     assert json.loads((run_dir / "result.json").read_text())["submission"]
+
+
+def test_tapt_stage_runs_once_and_is_reused(sample, tmp_path):
+    cfg = config(sample, "tapt.enabled=true", "tapt.steps=3", "tapt.batch_size=8", "train.max_steps=2", "train.eval_steps=2")
+    logs = []
+    for name in ("a", "b"):
+        run_pipeline(cfg, run_dir=tmp_path / name, submissions_dir=tmp_path / "subs", log=logs.append, cache=tmp_path / "cache")
+    assert sum(m.startswith("TAPT: 3 masked-LM steps") for m in logs) == 1 and sum(m.startswith("TAPT: reusing") for m in logs) == 1
+    (tapt_dir,) = (tmp_path / "cache" / "tapt").iterdir()
+    assert json.loads((tapt_dir / "tapt_log.json").read_text())["steps"] == 3

@@ -31,14 +31,15 @@ def tokenizer():
     return train_tokenizer(SENTENCES, vocab_size=500)
 
 
-def tiny_mlm(kind: str, vocab: int = 500):
+def tiny_mlm(kind: str):
     from transformers import BertConfig, BertForMaskedLM, XLMRobertaConfig, XLMRobertaForMaskedLM
 
     torch.manual_seed(0)
-    sizes = dict(vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    sizes = dict(vocab_size=500, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    no_dropout = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     if kind == "bert":
-        return BertForMaskedLM(BertConfig(**sizes, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
-    return XLMRobertaForMaskedLM(XLMRobertaConfig(**sizes, max_position_embeddings=66, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
+        return BertForMaskedLM(BertConfig(**sizes, **no_dropout))
+    return XLMRobertaForMaskedLM(XLMRobertaConfig(**sizes, **no_dropout, max_position_embeddings=66))
 
 
 @pytest.mark.parametrize("kind", ["xlmr", "bert"])
@@ -49,7 +50,8 @@ def test_gathered_head_matches_full_head(kind: str) -> None:
     attention_mask = torch.ones_like(input_ids)
     attention_mask[2:, 9:] = 0
     input_ids[2:, 9:] = 1
-    labels = torch.where(torch.rand(input_ids.shape, generator=gen) < 0.3, input_ids, -100).masked_fill(attention_mask == 0, -100)
+    labels = torch.where(torch.rand(input_ids.shape, generator=gen) < 0.3, input_ids, -100)
+    labels = labels.masked_fill(attention_mask == 0, -100)
     assert (labels != -100).sum() > 3
 
     full = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss

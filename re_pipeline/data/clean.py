@@ -207,6 +207,6 @@ def deduplicate(examples: list[Example], ledger: Ledger, drop_exact: bool, polic
                 kept_one = True
                 continue
             drop.add(i)
-            reason = f"labels {sorted(set(labels))} conflict for one (sentence, subject, object); policy {policy}"
+            reason = f"labels {sorted(set(labels), key=str)} conflict for one (sentence, subject, object); policy {policy}"
             ledger.drop(ex.row, ex.id, "label_conflict", reason, ex.to_record())
     return [ex for i, ex in enumerate(examples) if i not in drop]

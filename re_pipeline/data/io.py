@@ -50,6 +50,8 @@ class RawRow:
     label: object
     source: str = ""
     raw: dict = field(default_factory=dict)
+    parent_id: str | None = None
+    method: str | None = None
 
 
 def read_examples(path: str | Path, options: ReadOptions | None = None) -> tuple[list[Example], Ledger]:
@@ -84,7 +86,7 @@ def read_csv_rows(path: Path) -> tuple[list[RawRow], Ledger]:
         raise PipelineError(f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(header) or 'none'}")
     id_col = next((c for c in ID_COLUMNS if c in header), None)
     label_col = next((c for c in LABEL_COLUMNS if c in header), None)
-    used = {id_col, label_col, "sentence", *ENTITY_COLUMNS, "source"}
+    used = {id_col, label_col, "sentence", *ENTITY_COLUMNS, "source", "parent_id", "method"}
     ignored = [c if c else "(unnamed index)" for c in header if c not in used]
     if ignored:
         ledger.note(f"ignored column(s): {', '.join(ignored)}")
@@ -102,6 +104,8 @@ def read_csv_rows(path: Path) -> tuple[list[RawRow], Ledger]:
             label=rec.get(label_col) if label_col else None,
             source=rec.get("source") or "",
             raw=rec,
+            parent_id=rec.get("parent_id") or None,
+            method=rec.get("method") or None,
         )
         for i, rec in enumerate(records)
     ]
@@ -188,7 +192,7 @@ def build_examples(rows: list[RawRow], ledger: Ledger, options: ReadOptions) -> 
             ex_id = new_id
         else:
             seen_ids[ex_id] = 1
-        examples.append(Example(ex_id, sentence, subj, obj, label, raw.source, raw.row))
+        examples.append(Example(ex_id, sentence, subj, obj, label, raw.source, raw.row, raw.parent_id, raw.method))
     return examples
 
 

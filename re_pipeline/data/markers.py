@@ -13,15 +13,15 @@ Examples for subject 비틀즈 (ORG) and object 조지 해리슨 (PER) in "조�
 
 Markers are separated from the entity word by one space on each side, and an opening marker
 that would touch the preceding text gets a space before it, so the word is always a whole
-pre-tokenizer word; nothing is inserted after a closing marker (``@가``). Type names are the
+pre-tokenizer word; nothing is inserted after a closing marker (`@가`). Type names are the
 raw types (`type_language="en"`) or Korean (`"ko"`: PER 사람, ORG 단체, LOC 장소, DAT 날짜,
 POH 기타, NOH 수량); `type_names` overrides either, and an unknown type shows as itself.
 
 `query` (optional, not with `baseline`) is a template rendered as the first segment, e.g.
-``"{subject}{와} {object}{의} 관계"`` → ``비틀즈와 조지 해리슨의 관계``. Slots: ``{subject}``,
-``{object}``, ``{subject_type}``, ``{object_type}`` (type names), and particles ``{이} {가} {은}
-{는} {을} {를} {와} {과} {으로} {로}``, each picking the form that fits the text before it
-(`particles.attach`), and ``{의}``, which is invariant.
+`"{subject}{와} {object}{의} 관계"` → `비틀즈와 조지 해리슨의 관계`. Slots: `{subject}`,
+`{object}`, `{subject_type}`, `{object_type}` (type names), and particles `{이} {가} {은}
+{는} {을} {를} {와} {과} {으로} {로}`, each picking the form that fits the text before it
+(`particles.attach`), and `{의}`, which is invariant.
 """
 
 from __future__ import annotations

@@ -1,16 +1,22 @@
 """The offline default tokenizer: a SentencePiece-style Unigram model trained on the task's own text.
 
 Saved with `save_pretrained`, it reloads through `AutoTokenizer` as a fast XLM-R tokenizer
-with identical ids (same special tokens and template as xlm-roberta).
+with identical ids (same special tokens and template as xlm-roberta). Unigram training is not
+bit-reproducible (the trainer orders equal-score pieces by hash), so a trained tokenizer is an
+artifact: cached by its inputs, saved in every run folder, and reused on resume.
 """
 
 from __future__ import annotations
 
+import string
 from pathlib import Path
 from typing import Iterable
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
+# Characters the input formats and augmentations add (markers, type names, AEDA punctuation):
+# always in the vocabulary, even when the task's sentences never contain them.
+ALPHABET = list("@#^*<>[]/:.,!?;-()" + string.ascii_letters + string.digits)
 SPECIAL = {"bos_token": "<s>", "pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>", "mask_token": "<mask>"}
 
 
@@ -22,7 +28,11 @@ def train_tokenizer(sentences: Iterable[str], vocab_size: int = 16000, out_dir: 
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
     tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
     trainer = trainers.UnigramTrainer(
-        vocab_size=vocab_size, special_tokens=list(SPECIAL.values()), unk_token="<unk>", show_progress=True
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL.values()),
+        unk_token="<unk>",
+        initial_alphabet=ALPHABET,
+        show_progress=True,
     )
     tok.train_from_iterator(sentences, trainer)
     tok.post_processor = processors.TemplateProcessing(
