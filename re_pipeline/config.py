@@ -97,8 +97,11 @@ def _coerce(hint, value, where: str):
         return {str(k): _coerce(arg, v, f"{where}.{k}") for k, v in value.items()}
     if hint is typing.Any:
         return value
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+    if hint is float and isinstance(value, (int, str)) and not isinstance(value, bool):
+        try:  # YAML reads 3e-4 (no dot) as a string
+            return float(value)
+        except ValueError:
+            raise PipelineError(f"config {where}: expected a number, got {value!r}") from None
     if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
         raise PipelineError(f"config {where}: expected {hint.__name__}, got {value!r}")
     return value
