@@ -40,13 +40,18 @@ def _config(path: Optional[Path], overrides: Optional[list[str]]) -> Config:
     return load_config(path, overrides or [])
 
 
-def print_ledger(summary: dict) -> None:
-    counts = summary["counts"]
-    table = Table(title=f"{summary['source']}", show_header=True)
-    for col in ("read", "as_is", "repaired", "dropped", "quarantined"):
-        table.add_column(col, justify="right")
-    table.add_row(*(f"{counts[c]:,}" for c in ("read", "as_is", "repaired", "dropped", "quarantined")))
+def print_table(title: str, rows: list[dict]) -> None:
+    """Rows of equal keys as a table; integers with thousands separators."""
+    table = Table(title=title)
+    for col in rows[0]:
+        table.add_column(col, justify="right" if isinstance(rows[0][col], int) else "left")
+    for row in rows:
+        table.add_row(*(f"{v:,}" if isinstance(v, int) else str(v) for v in row.values()))
     console.print(table)
+
+
+def print_ledger(summary: dict) -> None:
+    print_table(summary["source"], [summary["counts"]])
     for rule, n in summary["rules"].items():
         console.print(f"  rule {rule}: {n:,} rows", markup=False)
     for note in summary["notes"]:
@@ -98,13 +103,7 @@ def augment_cmd(
         loaded = load_data(file, read_options(cfg.data), cfg.clean, cfg.data.labels, cfg.data.no_relation)
         examples, summary = augment(loaded.examples, cfg.augment)
     write_examples_csv(out, examples)
-    rows = summary_table(summary)
-    table = Table(title="augmentation")
-    for col in rows[0]:
-        table.add_column(col, justify="left" if col == "method" else "right")
-    for row in rows:
-        table.add_row(*(f"{v:,}" if isinstance(v, int) else str(v) for v in row.values()))
-    console.print(table)
+    print_table("augmentation", summary_table(summary))
     console.print(f"{len(loaded.examples):,} originals + {len(examples) - len(loaded.examples):,} children written to {out}")
 
 

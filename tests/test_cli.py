@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 from typer.testing import CliRunner
@@ -45,3 +46,28 @@ def test_validate_submission_command(competition_csv, tmp_path):
     short = write_submission(tmp_path / "short.csv", ["0", "1", "2"], probs[:3], labels)
     bad = runner.invoke(app, ["validate-submission", str(short), "--test", str(competition_csv)])
     assert bad.exit_code == 1 and "missing" in bad.output
+
+
+def test_augment_command_writes_children_and_summary(competition_csv, tmp_path):
+    out = tmp_path / "aug.csv"
+    result = runner.invoke(app, ["augment", str(competition_csv), "-o", str(out), "--set", "augment.methods=[{name: aeda, prob: 0.5}]"])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(open(out, encoding="utf-8")))
+    children = [r for r in rows if r["parent_id"]]
+    assert len(rows) == 8 and len(children) == 4 and {r["method"] for r in children} == {"aeda"}
+    assert "total" in result.output
+    empty = runner.invoke(app, ["augment", str(competition_csv), "-o", str(out)])
+    assert empty.exit_code == 2 and "no augmentation methods" in empty.output
+
+
+def test_train_without_data_uses_the_generated_sample(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    tiny = ["model.backbone.vocab_size=300", "model.backbone.hidden_size=32", "model.backbone.num_layers=1", "model.backbone.num_heads=2",
+            "model.backbone.intermediate_size=64", "tapt.enabled=false", "train.max_steps=3"]
+    config = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
+    result = runner.invoke(app, ["train", "-c", str(config), *sum((["--set", s] for s in tiny), [])])
+    assert result.exit_code == 0, result.output
+    assert "synthetic Korean sample" in result.output and (tmp_path / "data" / "sample" / "train.csv").exists()
+    (submission,) = (tmp_path / "submissions").glob("*.csv")
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert submission.stem == run_dir.name

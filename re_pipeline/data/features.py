@@ -8,7 +8,6 @@ counting tokens, so added tokens, Metaspace "▁" pieces and whitespace cannot s
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from dataclasses import dataclass
 from functools import partial
 from operator import itemgetter
 from typing import TYPE_CHECKING, Iterable
@@ -34,11 +33,6 @@ COLUMNS = (
     "object_type",
     "id",
 )
-
-
-@dataclass
-class FeatureConfig:
-    max_length: int = 256  # tokens per input; longer inputs keep a window around the entities
 
 
 def prepare_tokenizer(tokenizer, config: MarkerConfig, entity_types: Iterable[str]) -> int:

@@ -66,20 +66,6 @@ class Example:
             "method": self.method,
         }
 
-    @classmethod
-    def from_record(cls, rec: dict) -> "Example":
-        return cls(
-            id=str(rec["id"]),
-            sentence=rec["sentence"],
-            subject=Entity(rec["subject_word"], int(rec["subject_start"]), int(rec["subject_end"]), rec["subject_type"]),
-            object=Entity(rec["object_word"], int(rec["object_start"]), int(rec["object_end"]), rec["object_type"]),
-            label=rec.get("label"),
-            source=rec.get("source") or "",
-            row=int(rec.get("row", -1)),
-            parent_id=rec.get("parent_id"),
-            method=rec.get("method"),
-        )
-
 
 def to_dataset(examples: list[Example]):
     """A `datasets.Dataset` view with one column per field of `Example.to_record`."""
