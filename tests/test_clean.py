@@ -157,3 +157,10 @@ def test_test_files_are_never_deduplicated(tmp_path):
     examples, ledger = read_examples(write_csv(tmp_path / "test.csv", [dict(r) for r in rows]))
     out = clean_examples(examples, ledger, CleanConfig(), labelled=False)
     assert len(out) == 8 and ledger.counts()["dropped"] == 0
+
+
+def test_overlapping_entities_are_quarantined():
+    sentence = "서울특별시청은 서울에 있다."
+    e = Example("0", sentence, Entity("서울특별시청", 0, 5, "ORG"), Entity("서울", 0, 1, "LOC"), "no_relation", row=0)
+    out, ledger = run([e])
+    assert out == [] and ledger.removals[0].rule == "entities_overlap"

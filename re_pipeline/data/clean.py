@@ -51,6 +51,9 @@ def clean_examples(examples: list[Example], ledger: Ledger, config: CleanConfig,
         elif not ex.spans_ok():
             ledger.quarantine(ex.row, ex.id, "span_mismatch", "entity offsets do not match the word", ex.to_record())
             continue
+        if not (ex.subject.end < ex.object.start or ex.object.end < ex.subject.start):
+            ledger.quarantine(ex.row, ex.id, "entities_overlap", "subject and object spans overlap; no input format can mark them", ex.to_record())
+            continue
         out.append(ex)
     if config.corrections:
         out = apply_corrections(out, ledger, Path(config.corrections))
