@@ -68,11 +68,11 @@ def clean(
 ):
     """Load, validate and clean a data file; write the cleaned CSV, the audit CSV and the quarantine CSV."""
     from .data.io import write_examples_csv
-    from .data.load import load_data, read_options
+    from .data.load import load_configured
 
     cfg = _config(config, set_)
     with console.status(f"loading and cleaning {file}"):
-        loaded = load_data(file, read_options(cfg.data), cfg.clean, cfg.data.labels, cfg.data.no_relation)
+        loaded = load_configured(file, cfg)
     stem = Path(str(file).replace(":", "_")).stem
     out_dir.mkdir(parents=True, exist_ok=True)
     write_examples_csv(out_dir / f"{stem}.clean.csv", loaded.examples)
@@ -94,13 +94,13 @@ def augment_cmd(
     """Load and clean a training file, apply the config's `augment.methods`, write originals + children."""
     from .data.augment import augment, summary_table
     from .data.io import write_examples_csv
-    from .data.load import load_data, read_options
+    from .data.load import load_configured
 
     cfg = _config(config, set_)
     if not cfg.augment.methods:
         raise PipelineError("no augmentation methods in the config: set augment.methods (see configs/augment.yaml)")
     with console.status(f"loading, cleaning and augmenting {file}"):
-        loaded = load_data(file, read_options(cfg.data), cfg.clean, cfg.data.labels, cfg.data.no_relation)
+        loaded = load_configured(file, cfg)
         examples, summary = augment(loaded.examples, cfg.augment)
     write_examples_csv(out, examples)
     print_table("augmentation", summary_table(summary))

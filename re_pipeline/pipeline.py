@@ -17,7 +17,7 @@ import numpy as np
 from .config import Config, to_yaml
 from .data.augment import augment
 from .data.features import build_features, prepare_tokenizer
-from .data.load import LoadedData, load_data, read_options
+from .data.load import LoadedData, load_configured
 from .errors import PipelineError
 from .metrics import compute_metrics, per_class_report
 from .models.backbone import build_encoder, default_tokenizer, load_encoder, load_tokenizer
@@ -34,13 +34,12 @@ def _digest(*parts) -> str:
 
 
 def load_inputs(config: Config) -> tuple[LoadedData, LoadedData | None]:
-    read = read_options(config.data)
-    train = load_data(config.data.train, read, config.clean, config.data.labels, config.data.no_relation)
+    train = load_configured(config.data.train, config)
     if not train.examples or all(ex.label is None for ex in train.examples):
         raise PipelineError(f"{config.data.train}: no labelled rows to train on")
     test = None
     if config.data.test:
-        test = load_data(config.data.test, read, config.clean, train.label_set)
+        test = load_configured(config.data.test, config, train.label_set)
         labelled = sum(ex.label is not None for ex in test.examples)
         if labelled:
             test.ledger.note(f"test file carries {labelled} labels; they are ignored for prediction")

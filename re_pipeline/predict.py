@@ -71,13 +71,13 @@ class Predictor:
 
 def predict_file(run_dir: str | Path, data: str | Path, out: str | Path, log=print) -> Path:
     """Predict every row of a test file with a run's models; write and validate a submission."""
-    from .data.load import load_data, read_options
+    from .data.load import load_configured
     from .pipeline import with_quarantined_rows
     from .submission import validate_submission, write_submission
 
     predictor = Predictor.from_run(run_dir)
     cfg = predictor.config
-    test = load_data(data, read_options(cfg.data), cfg.clean, predictor.label_set)
+    test = load_configured(data, cfg, predictor.label_set)
     ids, probs = with_quarantined_rows(test, predictor.predict_probs(test.examples), log)
     path = write_submission(out, ids, probs, predictor.label_set)
     problems = validate_submission(path, ids, predictor.label_set)

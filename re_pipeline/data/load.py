@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from ..labels import LabelSet
 
 if TYPE_CHECKING:
-    from ..config import DataConfig
+    from ..config import Config, DataConfig
 from .audit import Ledger
 from .clean import CleanConfig, clean_examples
 from .io import ReadOptions, check_labels, infer_label_set, read_examples
@@ -57,3 +57,8 @@ def fingerprint(examples: list[Example], settings: dict) -> str:
 def read_options(data: "DataConfig") -> ReadOptions:
     """Reader settings from the `data` section of a config."""
     return ReadOptions(end_offsets=data.end_offsets, unlabelled_values=tuple(data.unlabelled_values))
+
+
+def load_configured(path: str | Path, config: "Config", labels: LabelSet | None = None) -> LoadedData:
+    """`load_data` with the `data` and `clean` sections of a run config (and a fixed label set, for test files)."""
+    return load_data(path, read_options(config.data), config.clean, labels or config.data.labels, config.data.no_relation)
