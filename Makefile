@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_HOME := $(CURDIR)/.hf_home
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install train predict test clean-data bench
+.PHONY: install train predict test clean-data
 
 install: $(BIN)/re-pipeline
 
@@ -33,6 +33,3 @@ test: install
 
 clean-data: install
 	$(BIN)/re-pipeline clean $(or $(DATA),data/raw/train.csv) --config $(CONFIG)
-
-bench: install
-	$(BIN)/python bench/run.py
