@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from re_pipeline.data.features import build_features, prepare_tokenizer
+from re_pipeline.data.features import build_features, prepare_tokenizer, token_lengths
 from re_pipeline.data.load import load_data
 from re_pipeline.data.markers import FORMATS, MarkerConfig
 from re_pipeline.models.backbone import BackboneConfig, default_tokenizer
@@ -47,7 +47,7 @@ def main(train_path: Path) -> dict:
             config = MarkerConfig(format=fmt, type_language=language)
             prepare_tokenizer(tokenizer, config, types)
             ds, stats = build_features(loaded.examples, tokenizer, config, loaded.label_set, 256, num_proc=2)
-            lengths = np.array([len(x) for x in ds.data.column("input_ids").to_pylist()])
+            lengths = np.array(token_lengths(ds))
             out["lengths"].append(
                 {"format": fmt, "types": language, "mean": round(float(lengths.mean()), 1), "p50": int(np.percentile(lengths, 50)),
                  "p95": int(np.percentile(lengths, 95)), "max_before_window": stats["max_tokens"], "windowed": stats["truncated_window"]}

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from re_pipeline.config import Config
-from re_pipeline.data.features import build_features, prepare_tokenizer
+from re_pipeline.data.features import build_features, prepare_tokenizer, token_lengths
 from re_pipeline.data.load import load_data
 from re_pipeline.models.backbone import build_encoder, default_tokenizer
 from re_pipeline.train import EpochLengthSampler, RelationCollator, add_pair_column, build_model
@@ -42,11 +42,11 @@ def main(train_path: Path) -> dict:
     rng = np.random.default_rng(0)
     examples = [loaded.examples[i] for i in rng.choice(len(loaded.examples), ROWS, replace=False)]
     full, _ = build_features(loaded.examples, tokenizer, cfg.markers, loaded.label_set, 256)
-    dataset_max = max(len(x) for x in full.data.column("input_ids").to_pylist())
+    dataset_max = max(token_lengths(full))
     ds, _ = build_features(examples, tokenizer, cfg.markers, loaded.label_set, 256)
     model, pairs = build_model(build_encoder(cfg.model.backbone, len(tokenizer)), cfg.model, loaded.label_set, examples)
     ds = add_pair_column(ds, pairs)
-    lengths = [len(x) for x in ds.data.column("input_ids").to_pylist()]
+    lengths = token_lengths(ds)
     out = {"dataset_max_tokens": dataset_max, "threads": torch.get_num_threads()}
     for name, pad_to, order in (
         ("dynamic + length grouping", None, list(EpochLengthSampler(BATCH, lengths, 0))),

@@ -16,7 +16,7 @@ import numpy as np
 
 from .config import Config, to_yaml
 from .data.augment import augment
-from .data.features import build_features, prepare_tokenizer
+from .data.features import build_features, prepare_tokenizer, token_lengths
 from .data.load import LoadedData, load_configured
 from .errors import PipelineError
 from .metrics import compute_metrics, per_class_report
@@ -62,7 +62,7 @@ def prepare_backbone(config: Config, sentences: list[str], log, cache: Path = CA
 
         vocab = sorted(tokenizer.backend_tokenizer.get_vocab(with_added_tokens=False).items())
         tapt_dir = cache / "tapt" / _digest(sorted(sentences), asdict(backbone), asdict(config.tapt), vocab)
-        if (tapt_dir / "config.json").exists():
+        if (tapt_dir / "tapt_log.json").exists():  # written last: the checkpoint is complete
             log(f"TAPT: reusing {tapt_dir}")
         else:
             log(f"TAPT: {config.tapt.total_steps(len(sentences))} masked-LM steps on {len(sentences):,} sentences")
@@ -86,12 +86,12 @@ def train_fold(k: int, fold_dir: Path, fold_train, fold_val, test_ds, ctx: dict,
     model, pair_names = build_model(encoder, config.model, label_set, fold_train)
     train_ds = add_pair_column(train_ds, pair_names)
     if config.train.curriculum == "length":
-        train_ds = train_ds.select(curriculum_order([len(x) for x in train_ds["input_ids"]], round(config.train.epochs), config.seed))
+        train_ds = train_ds.select(curriculum_order(token_lengths(train_ds), round(config.train.epochs), config.seed))
     val_ds = add_pair_column(val_ds, pair_names) if val_ds is not None else None
     test_ds = add_pair_column(test_ds, pair_names) if test_ds is not None else None
     pad_to = None
     if config.train.pad_to_dataset_max:
-        pad_to = max(max(len(x) for x in ds["input_ids"]) for ds in (train_ds, val_ds, test_ds) if ds is not None)
+        pad_to = max(max(token_lengths(ds)) for ds in (train_ds, val_ds, test_ds) if ds is not None)
     trainer = make_trainer(model, train_ds, val_ds, RelationCollator(tokenizer.pad_token_id, pad_to), config.train, fold_dir / "checkpoints", config.seed)
     checkpoints = sorted((fold_dir / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     if checkpoints:

@@ -20,7 +20,7 @@ from .data.schema import Entity, Example
 from .errors import PipelineError
 from .metrics import softmax
 from .models.store import load_relation_model
-from .train import RelationCollator
+from .train import RelationCollator, add_pair_column
 
 
 class Predictor:
@@ -45,13 +45,11 @@ class Predictor:
         dataset, _ = build_features(examples, self.tokenizer, self.config.markers, None, self.config.train.max_length)
         total = np.zeros((len(examples), len(self.label_set)))
         for model, pairs in zip(self.models, self.pairs):
-            index = {n: i for i, n in enumerate(pairs)}
-            pair_ids = [index.get(f"{s}|{o}", -1) for s, o in zip(dataset["subject_type"], dataset["object_type"])]
+            paired = add_pair_column(dataset, pairs)
             logits = []
             with torch.inference_mode():
-                for start in range(0, len(dataset), self.batch_size):
-                    rows = [dict(dataset[i], pair=pair_ids[i]) for i in range(start, min(start + self.batch_size, len(dataset)))]
-                    batch = self.collator(rows)
+                for start in range(0, len(paired), self.batch_size):
+                    batch = self.collator(list(paired.select(range(start, min(start + self.batch_size, len(paired))))))
                     batch.pop("labels", None)
                     logits.append(model(**batch)["logits"].float().numpy())
             total += softmax(np.concatenate(logits).astype(np.float64))

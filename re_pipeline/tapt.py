@@ -25,7 +25,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .errors import PipelineError
-from .models.backbone import BackboneConfig, build_config, offline_hint
+from .models.backbone import BackboneConfig, build_config, load_pretrained
 
 
 @dataclass
@@ -163,13 +163,7 @@ def build_mlm(backbone: BackboneConfig, vocab_size: int, pad_token_id: int) -> n
 
     if backbone.name is None:
         return XLMRobertaForMaskedLM(build_config(backbone, vocab_size, pad_token_id))
-    try:
-        model = AutoModelForMaskedLM.from_pretrained(backbone.name)
-    except OSError:
-        raise PipelineError(offline_hint(backbone.name)) from None
-    if model.get_input_embeddings().num_embeddings != vocab_size:
-        model.resize_token_embeddings(vocab_size)
-    return model
+    return load_pretrained(AutoModelForMaskedLM, backbone.name, vocab_size)
 
 
 def run_tapt(

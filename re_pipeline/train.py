@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .data.features import token_lengths
 from .errors import PipelineError
 from .io_utils import atomic_write
 from .labels import LabelSet
@@ -179,8 +180,7 @@ def make_trainer(model, train_ds, eval_ds, collator, config: TrainConfig, out_di
             dataset = train_dataset if train_dataset is not None else self.train_dataset
             if self.args.train_sampling_strategy != "group_by_length" or self.args.world_size > 1:
                 return super()._get_train_sampler(train_dataset)
-            lengths = [len(ids) for ids in dataset.data.column("input_ids").to_pylist()]
-            return EpochLengthSampler(self.args.train_batch_size, lengths, seed)
+            return EpochLengthSampler(self.args.train_batch_size, token_lengths(dataset), seed)
 
     return RelationTrainer(
         model=model,

@@ -103,6 +103,11 @@ def _tokenize(batch: dict, tokenizer, max_length: int) -> dict:
     return out
 
 
+def token_lengths(dataset) -> list[int]:
+    """Tokens per row, read from the Arrow column (no per-row formatting)."""
+    return [len(ids) for ids in dataset.data.column("input_ids").to_pylist()]
+
+
 def build_features(
     examples: list[Example],
     tokenizer,

@@ -46,19 +46,26 @@ def load_tokenizer(name: str):
         raise PipelineError(offline_hint(name)) from None
 
 
-def load_encoder(name: str, vocab_size: int | None = None):
-    """A pretrained encoder (`AutoModel`), embeddings resized to `vocab_size` (= len(tokenizer)) if given."""
-    from transformers import AutoModel
-
+def load_pretrained(auto_class, name: str, vocab_size: int | None = None, **kwargs):
+    """`auto_class.from_pretrained(name)` with the offline hint as its error, embeddings resized
+    to `vocab_size` (= len(tokenizer)) if given. `kwargs` the architecture does not take are dropped."""
     try:
-        model = AutoModel.from_pretrained(name, add_pooling_layer=False)
-    except TypeError:  # encoders without a pooler argument
-        model = AutoModel.from_pretrained(name)
+        try:
+            model = auto_class.from_pretrained(name, **kwargs)
+        except TypeError:  # e.g. `add_pooling_layer` for encoders without a pooler
+            model = auto_class.from_pretrained(name)
     except OSError:
         raise PipelineError(offline_hint(name)) from None
     if vocab_size is not None and vocab_size != model.get_input_embeddings().num_embeddings:
         model.resize_token_embeddings(vocab_size)
     return model
+
+
+def load_encoder(name: str, vocab_size: int | None = None):
+    """A pretrained encoder (`AutoModel`, no pooler), embeddings resized to `vocab_size` if given."""
+    from transformers import AutoModel
+
+    return load_pretrained(AutoModel, name, vocab_size, add_pooling_layer=False)
 
 
 def build_config(cfg: BackboneConfig, vocab_size: int, pad_token_id: int = 1):
