@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_HOME := $(CURDIR)/.hf_home
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install train predict test clean-data
+.PHONY: install train tapt predict ensemble hpsearch jobs test clean-data
 
 install: $(BIN)/re-pipeline
 
@@ -20,13 +20,35 @@ $(BIN)/re-pipeline: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $@
 
-# make train [CONFIG=configs/x.yaml] [DATA=dir-with-train.csv] [SET="train.epochs=3 ..."]
+# make train [CONFIG=configs/x.yaml] [DATA=dir-with-train.csv] [SET="train.epochs=3 ..."] [NPROC=2]
+# NPROC > 1 (or TORCHRUN_ARGS) trains data parallel through torchrun; several machines sharing runs/ and .cache/:
+# TORCHRUN_ARGS="--nnodes=2 --node_rank=0 --master_addr=host0 --master_port=29500" on each (its node_rank).
+# The batch size is per process: halve train.batch_size with NPROC=2 to keep the effective batch.
+NPROC ?= 1
+TORCHRUN_ARGS ?=
+TRAINER = $(if $(or $(filter-out 1,$(NPROC)),$(TORCHRUN_ARGS)),$(BIN)/torchrun --nproc_per_node=$(NPROC) $(TORCHRUN_ARGS) -m re_pipeline,$(BIN)/re-pipeline)
 train: install
-	$(BIN)/re-pipeline train --config $(CONFIG) $(if $(DATA),--data $(DATA)) $(foreach s,$(SET),--set $(s))
+	$(TRAINER) train --config $(CONFIG) $(if $(DATA),--data $(DATA)) $(foreach s,$(SET),--set $(s))
+
+# make tapt [CONFIG=...] [DATA=...] [SET=...]: masked-LM pretraining alone, into runs/<run_id>-tapt/model
+tapt: install
+	$(BIN)/re-pipeline tapt --config $(CONFIG) $(if $(DATA),--data $(DATA)) $(foreach s,$(SET),--set $(s))
 
 # make predict RUN=runs/<run_id> DATA=test_data.csv
 predict: install
 	$(BIN)/re-pipeline predict $(RUN) --data $(DATA)
+
+# make ensemble MEMBERS="runs/a runs/b sub.csv" [METHOD=mean|weighted|fit-f1|fit-auprc] [WEIGHTS=0.5,0.3,0.2]
+ensemble: install
+	$(BIN)/re-pipeline ensemble $(MEMBERS) --method $(or $(METHOD),mean) $(if $(WEIGHTS),--weights $(WEIGHTS))
+
+# make hpsearch CONFIG=configs/x.yaml [TRIALS=20] [STORAGE=sqlite:///runs/hpsearch/x.db] [STUDY=x]: the config's search.space
+hpsearch: install
+	$(BIN)/re-pipeline hpsearch --config $(CONFIG) --trials $(or $(TRIALS),20) $(if $(STORAGE),--storage $(STORAGE)) $(if $(STUDY),--study $(STUDY)) $(if $(DATA),--data $(DATA)) $(foreach s,$(SET),--set $(s))
+
+# make jobs CONFIGS="configs/a.yaml configs/b.yaml" [WORKERS=2] [FOLDS=1] [ENSEMBLE=mean|fit-f1|fit-auprc|none]
+jobs: install
+	$(BIN)/re-pipeline jobs $(CONFIGS) --workers $(or $(WORKERS),1) $(if $(FOLDS),--folds) --ensemble $(or $(ENSEMBLE),mean) $(if $(DATA),--data $(DATA)) $(foreach s,$(SET),--set $(s))
 
 test: install
 	$(BIN)/pytest

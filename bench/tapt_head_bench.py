@@ -23,7 +23,8 @@ import torch
 from torch.nn import functional as F
 
 from re_pipeline.models.backbone import BackboneConfig, build_config, default_tokenizer
-from re_pipeline.tapt import GatheredMLM, TaptConfig, collect_sentences, encode, make_collator
+from re_pipeline.data.load import load_data
+from re_pipeline.tapt import GatheredMLM, TaptConfig, encode, make_collator
 
 KLUE_TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "klue-re" / "train.csv"
 
@@ -70,7 +71,7 @@ def main(cache_dir: str) -> None:
 
     torch.manual_seed(0)
     backbone = BackboneConfig()
-    sentences = collect_sentences([KLUE_TRAIN])
+    sentences = sorted({ex.sentence for ex in load_data(KLUE_TRAIN).examples})
     tokenizer = default_tokenizer(sentences, backbone, cache_dir)
     sample = random.Random(0).sample(sentences, 64)
     config = TaptConfig(max_length=128, seed=0)

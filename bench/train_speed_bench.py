@@ -1,6 +1,7 @@
 """Training samples/s and inference sentences/s of the default model on CPU:
 dynamic padding with length grouping versus padding every batch to the longest row of the
-dataset (as the official baseline did), measured side by side in one run.
+dataset (as the official baseline did), measured side by side in one run. Inference reads rows
+shortest first (as `predict_probs` and `Predictor` do) versus in file order padded to the max.
 
 Usage: python bench/train_speed_bench.py [train.csv]   (uses the cached 16k tokenizer of
 bench/features_bench.py, or trains it)
@@ -21,7 +22,7 @@ from re_pipeline.config import Config
 from re_pipeline.data.features import build_features, prepare_tokenizer, token_lengths
 from re_pipeline.data.load import load_data
 from re_pipeline.models.backbone import build_encoder, default_tokenizer
-from re_pipeline.train import EpochLengthSampler, RelationCollator, add_pair_column, build_model
+from re_pipeline.train import EpochLengthSampler, RelationCollator, add_pair_column, build_model, length_order
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "klue-re"
 ROWS, STEPS, BATCH, EVAL_ROWS, EVAL_BATCH = 4096, 30, 32, 2048, 128
@@ -48,9 +49,10 @@ def main(train_path: Path) -> dict:
     ds = add_pair_column(ds, pairs)
     lengths = token_lengths(ds)
     out = {"dataset_max_tokens": dataset_max, "threads": torch.get_num_threads()}
-    for name, pad_to, order in (
-        ("dynamic + length grouping", None, list(EpochLengthSampler(BATCH, lengths, 0))),
-        ("pad to dataset max", dataset_max, rng.permutation(len(ds)).tolist()),
+    eval_ds = ds.select(range(EVAL_ROWS))
+    for name, pad_to, order, eval_order in (
+        ("dynamic + length grouping", None, list(EpochLengthSampler(BATCH, lengths, 0)), length_order(eval_ds).tolist()),
+        ("pad to dataset max", dataset_max, rng.permutation(len(ds)).tolist(), list(range(EVAL_ROWS))),
     ):
         collator = RelationCollator(tokenizer.pad_token_id, pad_to)
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -64,7 +66,6 @@ def main(train_path: Path) -> dict:
             if step:  # the first step warms up
                 times.append(time.perf_counter() - start)
         model.eval()
-        eval_order = list(range(EVAL_ROWS))  # dataset order, as Trainer.predict and Predictor read it
         start = time.perf_counter()
         with torch.inference_mode():
             for batch in batches(ds, eval_order, collator, EVAL_BATCH):

@@ -10,16 +10,20 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .config import Config, load_config
 from .errors import PipelineError
+from .io_utils import atomic_write
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Korean relation extraction pipeline (KLUE-RE style).")
 console = Console(stderr=True)
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config file")
 SetOpt = typer.Option(None, "--set", "-s", help="override a config key: section.key=value (repeatable)")
+RunConfigOpt = typer.Option(Path("configs/default.yaml"), "--config", "-c", help="YAML config file")
+DataOpt = typer.Option(None, "--data", "-d", help="folder with train.csv and test_data.csv, or a train file")
 
 
 def user_errors(fn):
@@ -30,7 +34,7 @@ def user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except PipelineError as exc:
-            console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            console.print(f"[bold red]error:[/] {escape(' '.join(str(exc).split()))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper
@@ -44,10 +48,14 @@ def print_table(title: str, rows: list[dict]) -> None:
     """Rows of equal keys as a table; integers with thousands separators."""
     table = Table(title=title)
     for col in rows[0]:
-        table.add_column(col, justify="right" if isinstance(rows[0][col], int) else "left")
+        table.add_column(col, justify="right" if isinstance(rows[0][col], int) else "left", overflow="fold")
     for row in rows:
         table.add_row(*(f"{v:,}" if isinstance(v, int) else str(v) for v in row.values()))
     console.print(table)
+
+
+def _log(msg: str) -> None:
+    console.print(msg, markup=False, highlight=False)
 
 
 def print_ledger(summary: dict) -> None:
@@ -78,7 +86,8 @@ def clean(
     write_examples_csv(out_dir / f"{stem}.clean.csv", loaded.examples)
     loaded.ledger.write(out_dir / f"{stem}.audit.csv", out_dir / f"{stem}.quarantine.csv")
     summary = {**loaded.ledger.summary(), "label_set": loaded.label_set.name, "labels": len(loaded.label_set), "fingerprint": loaded.fingerprint}
-    (out_dir / f"{stem}.summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=1), encoding="utf-8")
+    with atomic_write(out_dir / f"{stem}.summary.json") as fh:
+        json.dump(summary, fh, ensure_ascii=False, indent=1)
     print_ledger(summary)
     console.print(f"labels: {summary['label_set']} ({summary['labels']}); fingerprint {loaded.fingerprint}; outputs in {out_dir}/{stem}.*")
 
@@ -157,22 +166,36 @@ def resolve_data(cfg: Config, data: Optional[Path]) -> None:
 @app.command()
 @user_errors
 def train(
-    config: Optional[Path] = typer.Option(Path("configs/default.yaml"), "--config", "-c", help="YAML config file"),
-    data: Optional[Path] = typer.Option(None, "--data", "-d", help="folder with train.csv and test_data.csv, or a train file"),
+    config: Optional[Path] = RunConfigOpt,
+    data: Optional[Path] = DataOpt,
     set_: Optional[list[str]] = SetOpt,
     resume: Optional[Path] = typer.Option(None, "--resume", help="continue an interrupted run folder from its last checkpoint"),
+    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="the new run folder (default runs/<time>-<name>)"),
+    fold: Optional[list[int]] = typer.Option(None, "--fold", help="train only this fold, from 0 (repeatable); --resume later assembles the run"),
 ):
-    """Train a model (load, clean, TAPT, folds), score it, and write a validated submission."""
-    from .pipeline import run_pipeline
+    """Train a model (load, clean, TAPT, folds), score it, and write a validated submission.
+
+    Data parallel: `torchrun --nproc_per_node=N -m re_pipeline train ...` (`make train NPROC=N`).
+    """
+    from .pipeline import distributed, run_pipeline
 
     if resume is not None:
+        if run_dir is not None:
+            raise PipelineError("--resume continues its own run folder: leave out --run-dir")
         if not (resume / "config.yaml").exists():
             raise PipelineError(f"{resume}: not a run folder (no config.yaml)")
         cfg = load_config(resume / "config.yaml")
     else:
         cfg = _config(config, set_)
         resolve_data(cfg, data)
-    run_dir = run_pipeline(cfg, run_dir=resume, log=lambda msg: console.print(msg, markup=False, highlight=False))
+        if run_dir is not None and (run_dir / "config.yaml").exists() and distributed().is_main_process:
+            raise PipelineError(f"--run-dir {run_dir} already holds a run: continue it with --resume {run_dir}")
+    run_dir = run_pipeline(cfg, run_dir=resume or run_dir, log=_log, only_folds=fold or None)
+    if not distributed().is_main_process:
+        return
+    if fold:
+        console.print(f"fold(s) {', '.join(map(str, fold))} trained in {run_dir}; `re-pipeline train --resume {run_dir}` assembles the run", highlight=False)
+        return
     result = json.loads((run_dir / "result.json").read_text(encoding="utf-8"))
     metrics = result.get("metrics")
     if metrics:
@@ -180,6 +203,70 @@ def train(
     console.print(f"run folder: {run_dir}")
     if result.get("submission"):
         console.print(f"submission: {result['submission']}")
+
+
+@app.command()
+@user_errors
+def hpsearch(
+    config: Optional[Path] = RunConfigOpt,
+    data: Optional[Path] = DataOpt,
+    set_: Optional[list[str]] = SetOpt,
+    trials: int = typer.Option(20, "--trials", "-n", help="trials to run in this invocation"),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL shared by workers (default sqlite:///runs/hpsearch/<study>.db)"),
+    study: Optional[str] = typer.Option(None, "--study", help="study name (default: the config's name)"),
+):
+    """Search hyperparameters with Optuna over the config's `search.space`; each trial is a run folder.
+
+    Run it in several shells with one --storage and --study to search in parallel.
+    """
+    from .hpsearch import run_hpsearch
+
+    cfg = _config(config, set_)
+    resolve_data(cfg, data)
+    console.print(f"best config: {run_hpsearch(cfg, trials, storage, study, log=_log)}", highlight=False)
+
+
+@app.command()
+@user_errors
+def jobs(
+    configs: list[Path] = typer.Argument(..., help="config files: one job each, or one per fold with --folds"),
+    data: Optional[Path] = DataOpt,
+    set_: Optional[list[str]] = SetOpt,
+    folds: bool = typer.Option(False, "--folds", help="every fold of a config as a job of its own"),
+    workers: int = typer.Option(1, "--workers", "-w", help="jobs running at a time"),
+    ensemble: str = typer.Option("mean", "--ensemble", "-e", help="mean | fit-f1 | fit-auprc | none: how the finished runs are combined"),
+):
+    """Train several configs (or the folds of one) as separate processes, N at a time, then ensemble the runs."""
+    from .jobs import run_jobs
+
+    cfgs = [_config(path, set_) for path in configs]
+    for cfg in cfgs:
+        resolve_data(cfg, data)
+    done, finished, combined = run_jobs(cfgs, workers, folds, None if ensemble == "none" else ensemble, log=_log)
+    print_table("jobs", [{"job": job.name, "status": "done" if job.returncode == 0 else f"failed ({job.returncode})", "seconds": round(job.seconds), "log": str(job.log)} for job in done])
+    console.print(f"finished runs: {', '.join(map(str, finished)) or 'none'}", highlight=False)
+    if combined is not None:
+        console.print(f"ensemble ({ensemble}): {combined}", highlight=False)
+    if any(job.returncode != 0 for job in done):
+        raise typer.Exit(1)
+
+
+@app.command()
+@user_errors
+def tapt(
+    config: Optional[Path] = RunConfigOpt,
+    data: Optional[Path] = DataOpt,
+    set_: Optional[list[str]] = SetOpt,
+):
+    """Task-adaptive pretraining alone: masked LM on the train + test sentences, saved as a run's `model/`."""
+    from .pipeline import run_tapt_stage
+
+    cfg = _config(config, set_)
+    resolve_data(cfg, data)
+    run_dir = run_tapt_stage(cfg, log=_log)
+    result = json.loads((run_dir / "result.json").read_text(encoding="utf-8"))
+    console.print(f"TAPT: {result['tapt']['steps']:,} steps, final masked-LM loss {result['tapt']['final_loss']}; run folder: {run_dir}")
+    console.print(f"train on it: --set model.backbone.name={result['model']} --set tapt.enabled=false", markup=False, highlight=False)
 
 
 @app.command()
@@ -195,6 +282,139 @@ def predict(
     out = out or Path("submissions") / f"{run_dir.name}-{data.stem}.csv"
     path = predict_file(run_dir, data, out, log=lambda msg: console.print(msg, markup=False))
     console.print(f"submission: {path}")
+
+
+RunsDirOpt = typer.Option(Path("runs"), "--runs-dir", help="folder holding the run folders")
+SubmissionsDirOpt = typer.Option(Path("submissions"), "--submissions-dir", help="where the submission CSV goes")
+RunArg = typer.Argument(..., help="a run folder, or a run id under --runs-dir")
+runs_app = typer.Typer(invoke_without_command=True, help="List (default), show and compare run folders.")
+app.add_typer(runs_app, name="runs")
+
+
+def cells(rows: list[dict]) -> list[dict]:
+    """Table rows with floats to two decimals and missing values as '-'."""
+    return [{k: "-" if v is None else f"{v:.2f}" if isinstance(v, float) else v for k, v in row.items()} for row in rows]
+
+
+@runs_app.callback()
+@user_errors
+def runs_list(
+    ctx: typer.Context,
+    sort: str = typer.Option("run", "--sort", help="column to sort by (metrics best first)"),
+    filter_: Optional[str] = typer.Option(None, "--filter", help="only runs whose id or config name contains this text"),
+    runs_dir: Path = RunsDirOpt,
+):
+    """A table of run folders: run, config, data fingerprint, micro-F1, AUPRC, minutes, status (unfinished runs flagged)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from .runs import list_runs
+
+    rows = list_runs(runs_dir, sort, filter_)
+    if not rows:
+        console.print(f"no runs in {runs_dir}" + (f" matching {filter_!r}" if filter_ else ""), highlight=False)
+        return
+    print_table(f"{len(rows)} runs in {runs_dir}", cells(rows))
+
+
+@runs_app.command("show")
+@user_errors
+def runs_show(run: str = RunArg, runs_dir: Path = RunsDirOpt):
+    """One run: config, data fingerprints and file hashes, git, device, metrics, per-fold metrics, ledgers."""
+    from .runs import resolve_run, run_summary
+
+    for title, rows in run_summary(resolve_run(run, runs_dir)).items():
+        if rows:
+            print_table(title, cells(rows))
+
+
+@runs_app.command("compare")
+@user_errors
+def runs_compare(a: str = RunArg, b: str = RunArg, runs_dir: Path = RunsDirOpt):
+    """Two runs: config differences as dotted keys, data fingerprint differences, metrics side by side."""
+    from .runs import compare_runs, resolve_run
+
+    a_dir, b_dir = resolve_run(a, runs_dir), resolve_run(b, runs_dir)
+    diff = compare_runs(a_dir, b_dir)
+    console.print(f"A = {a_dir}, B = {b_dir}", highlight=False)
+    for title in ("config", "data"):
+        if diff[title]:
+            print_table(f"{title}: {len(diff[title])} differences", cells([{"key": r["key"], "A": str(r["a"]), "B": str(r["b"])} for r in diff[title]]))
+        else:
+            console.print(f"{title}: identical")
+    if diff["metrics"]:
+        print_table("metrics", cells([{"metric": r["metric"], "A": r["a"], "B": r["b"], "B - A": r["diff"]} for r in diff["metrics"]]))
+
+
+@app.command()
+@user_errors
+def reproduce(
+    run: str = RunArg,
+    tolerance: Optional[float] = typer.Option(None, "--tolerance", help="largest allowed metric difference in points (default: 0 on CPU, 0.5 on GPU)"),
+    runs_dir: Path = RunsDirOpt,
+    submissions_dir: Path = SubmissionsDirOpt,
+):
+    """Retrain a run from its folder alone (config.yaml, saved tokenizer) and compare the metrics; exit 1 if they differ.
+
+    Refuses when the data the config loads today has another fingerprint than the logged one. On CPU
+    training is deterministic and the metrics must match exactly. On GPU non-deterministic kernels
+    (atomic adds, cuBLAS/cuDNN algorithm choice) make small differences, so the default tolerance
+    there is 0.5 points; set it with --tolerance.
+    """
+    from .runs import default_tolerance, environment_changes, finished, metric_rows, resolve_run
+    from .runs import reproduce as rerun
+
+    run_dir = resolve_run(run, runs_dir)
+    old = finished(run_dir)
+    for change in environment_changes(old.get("environment") or {}):
+        console.print(f"[yellow]environment differs from the run's:[/] {change}", highlight=False)
+    new_dir = rerun(run_dir, runs_dir, submissions_dir, log=_log)
+    rows = metric_rows(old.get("metrics"), json.loads((new_dir / "result.json").read_text(encoding="utf-8")).get("metrics"))
+    print_table(f"{run_dir.name} (old) vs {new_dir.name} (new)", cells([{"metric": r["metric"], "old": r["a"], "new": r["b"], "new - old": r["diff"]} for r in rows]))
+    tolerance = default_tolerance() if tolerance is None else tolerance
+    off = [r["metric"] for r in rows if r["diff"] is None or abs(r["diff"]) > tolerance]
+    if off:
+        console.print(f"[bold red]not reproduced:[/] {', '.join(off)} differ by more than {tolerance} points", highlight=False)
+        raise typer.Exit(1)
+    console.print(f"[green]reproduced[/] within {tolerance} points: {new_dir}", highlight=False)
+
+
+@app.command()
+@user_errors
+def report(run: str = RunArg, runs_dir: Path = RunsDirOpt):
+    """(Re)write a run's figures from its out-of-fold probabilities: confusion matrix, per-class F1, PR curves."""
+    from .reports import write_reports
+    from .runs import resolve_run
+
+    for path in write_reports(resolve_run(run, runs_dir)):
+        console.print(f"wrote {path}", highlight=False)
+
+
+@app.command("ensemble")
+@user_errors
+def ensemble_cmd(
+    members: list[Path] = typer.Argument(..., help="run folders and/or submission CSVs"),
+    method: str = typer.Option("mean", "--method", "-m", help="mean | weighted | fit-f1 | fit-auprc"),
+    weights: Optional[str] = typer.Option(None, "--weights", "-w", help="with --method weighted: one weight per member, e.g. 0.5,0.3,0.2"),
+    labels: str = typer.Option("klue", "--labels", help="label order of CSV members: klue or a label JSON"),
+    runs_dir: Path = RunsDirOpt,
+    submissions_dir: Path = SubmissionsDirOpt,
+):
+    """Combine runs or submissions into runs/<id>-ensemble/ and a validated submission; fit-* fits weights out of fold."""
+    from .ensemble import run_ensemble
+    from .labels import resolve_label_set
+    from .runs import run_summary
+
+    try:
+        parsed = [float(w) for w in weights.split(",")] if weights else None
+    except ValueError:
+        raise PipelineError(f"--weights must be comma-separated numbers, got {weights!r}") from None
+    run_dir = run_ensemble(members, method, parsed, resolve_label_set(labels, []), runs_dir, submissions_dir, log=_log)
+    summary = run_summary(run_dir)
+    print_table(f"ensemble ({method}): weights and out-of-fold metrics", cells(summary["ensemble members"]))
+    if summary["metrics"]:
+        print_table("ensemble, out of fold", cells(summary["metrics"]))
+    result = json.loads((run_dir / "result.json").read_text(encoding="utf-8"))
+    console.print(f"run folder: {run_dir}\nsubmission: {result['submission']}", highlight=False)
 
 
 def main() -> None:

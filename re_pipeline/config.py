@@ -18,6 +18,7 @@ from .data.augment import AugmentConfig
 from .data.clean import CleanConfig
 from .data.markers import MarkerConfig
 from .errors import PipelineError
+from .hpsearch import SearchConfig
 from .models.relation import ModelConfig
 from .tapt import TaptConfig
 from .train import TrainConfig
@@ -52,6 +53,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     tapt: TaptConfig = field(default_factory=TaptConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
 
 
 def from_dict(cls, data: dict | None, where: str = ""):
@@ -118,15 +120,41 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as exc:
             raise PipelineError(f"{path}: invalid YAML ({exc})") from None
+        except UnicodeDecodeError:
+            raise PipelineError(f"{path}: not UTF-8 text; re-save the file as UTF-8") from None
     for item in overrides or []:
         key, sep, raw = item.partition("=")
         if not sep:
             raise PipelineError(f"override {item!r} must look like section.key=value")
-        node = data
-        *parents, last = key.strip().split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[last] = yaml.safe_load(raw)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise PipelineError(f"override {item!r}: {raw!r} is not a valid YAML value") from None
+        set_key(data, key.strip(), value)
+    try:
+        return from_dict(Config, data)
+    except PipelineError as exc:
+        raise PipelineError(f"{path}: {exc}" if path else str(exc)) from None
+
+
+def set_key(data: dict, key: str, value) -> None:
+    """Set dotted `key` (section.key) in a config mapping."""
+    node = data
+    *parents, last = key.split(".")
+    for part in parents:
+        if not isinstance(node, dict):
+            break
+        node = node.setdefault(part, {})
+    if not isinstance(node, dict):
+        raise PipelineError(f"override {key}: {key} is not inside a section")
+    node[last] = value
+
+
+def with_values(config: Config, values: dict) -> Config:
+    """A copy of `config` with dotted keys set to `values`, checked like a loaded config."""
+    data = dataclasses.asdict(config)
+    for key, value in values.items():
+        set_key(data, key, value)
     return from_dict(Config, data)
 
 

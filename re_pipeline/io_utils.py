@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Iterator, TextIO
 
@@ -29,6 +31,27 @@ def atomic_write(path: str | Path, encoding: str = "utf-8") -> Iterator[TextIO]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Fill a temporary sibling folder and rename it to `path` when the block succeeds.
+
+    A crash leaves no `path`; when another process published `path` first, its folder is kept.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+    tmp.mkdir()  # not mkdtemp: the folder keeps the usual (umask) permissions
+    try:
+        yield tmp
+        try:
+            os.replace(tmp, path)
+        except OSError:
+            if not path.is_dir():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def file_sha256(path: str | Path) -> str:

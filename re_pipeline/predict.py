@@ -13,14 +13,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from .config import Config, load_config
 from .data.features import build_features
 from .data.schema import Entity, Example
 from .errors import PipelineError
 from .metrics import softmax
+from .models.peft import merge_for_inference
 from .models.store import load_relation_model
-from .train import RelationCollator, add_pair_column
+from .train import RelationCollator, add_pair_column, length_order
 
 
 class Predictor:
@@ -38,21 +40,24 @@ class Predictor:
             raise PipelineError(f"{run_dir}: no trained model found (expected fold*/model folders)")
         loaded = [load_relation_model(d) for d in model_dirs]
         _, tokenizer, label_set, _ = loaded[0]
-        return cls([m[0] for m in loaded], tokenizer, label_set, [m[3] for m in loaded], load_config(run_dir / "config.yaml"), batch_size)
+        return cls([merge_for_inference(m[0]) for m in loaded], tokenizer, label_set, [m[3] for m in loaded], load_config(run_dir / "config.yaml"), batch_size)
 
     def predict_probs(self, examples: list[Example]) -> np.ndarray:
         """Softmax probabilities [n, labels], averaged over the run's fold models."""
         dataset, _ = build_features(examples, self.tokenizer, self.config.markers, None, self.config.train.max_length)
+        order = length_order(dataset)
+        dataset = dataset.select(order)
         total = np.zeros((len(examples), len(self.label_set)))
-        for model, pairs in zip(self.models, self.pairs):
+        for k, (model, pairs) in enumerate(zip(self.models, self.pairs)):
             paired = add_pair_column(dataset, pairs)
             logits = []
+            starts = range(0, len(paired), self.batch_size)
             with torch.inference_mode():
-                for start in range(0, len(paired), self.batch_size):
+                for start in tqdm(starts, desc=f"predicting (model {k + 1}/{len(self.models)})", disable=len(starts) < 10):
                     batch = self.collator(list(paired.select(range(start, min(start + self.batch_size, len(paired))))))
                     batch.pop("labels", None)
                     logits.append(model(**batch)["logits"].float().numpy())
-            total += softmax(np.concatenate(logits).astype(np.float64))
+            total[order] += softmax(np.concatenate(logits).astype(np.float64))
         return total / len(self.models)
 
     def __call__(self, sentence: str, subject: tuple[int, int, str], object: tuple[int, int, str]) -> tuple[str, float]:

@@ -18,7 +18,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 from torch import nn
@@ -218,10 +218,3 @@ def run_tapt(
     }
     (out_dir / "tapt_log.json").write_text(json.dumps(log, indent=2))
     return out_dir
-
-
-def collect_sentences(paths: Iterable[str | Path]) -> list[str]:
-    """Unique sentences (first-seen order) from competition files, e.g. train + test."""
-    from .data.load import load_data
-
-    return list(dict.fromkeys(ex.sentence for path in paths for ex in load_data(path).examples))

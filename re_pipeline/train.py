@@ -8,8 +8,10 @@ so a parent and its children are always on the same side.
 
 from __future__ import annotations
 
+import importlib.util
 import json
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -49,8 +51,11 @@ class TrainConfig:
     precision: str = "auto"
     num_proc: int = 1
     logging_steps: int = 50
+    report_to: list[str] = field(default_factory=list)  # e.g. [tensorboard, mlflow]: files inside each fold folder
 
     def __post_init__(self) -> None:
+        if {"all", "none"} & set(self.report_to):
+            raise PipelineError("train.report_to lists trackers by name ([] for none), not 'all' or 'none'")
         if self.validation not in VALIDATIONS:
             raise PipelineError(f"train.validation must be one of {', '.join(VALIDATIONS)}, not {self.validation!r}")
         if self.curriculum not in CURRICULA:
@@ -126,8 +131,8 @@ class EpochLengthSampler(torch.utils.data.Sampler):
         return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
 
 
-def make_trainer(model, train_ds, eval_ds, collator, config: TrainConfig, out_dir: Path, seed: int):
-    """A `Trainer` with early stopping and best-checkpoint selection on micro-F1."""
+def make_trainer(model, train_ds, eval_ds, collator, config: TrainConfig, out_dir: Path, seed: int, callbacks: tuple = ()):
+    """A `Trainer` with early stopping and best-checkpoint selection on micro-F1; `callbacks` are added."""
     from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
 
     has_eval = eval_ds is not None and len(eval_ds) > 0
@@ -152,26 +157,34 @@ def make_trainer(model, train_ds, eval_ds, collator, config: TrainConfig, out_di
         save_steps=eval_steps,
         save_total_limit=2,
         load_best_model_at_end=has_eval,
+        restore_callback_states_from_checkpoint=True,  # early stopping's patience count survives a resume
         metric_for_best_model="micro_f1",
         greater_is_better=True,
         logging_steps=config.logging_steps,
         train_sampling_strategy=sampling,
         remove_unused_columns=False,
-        report_to=[],
+        report_to=local_reporting(config.report_to, out_dir.parent),
         seed=seed,
         data_seed=seed,
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
+        use_cpu=not torch.cuda.is_available(),  # without it, accelerate leaves torchrun's CPU processes unconnected
         disable_tqdm=False,
         **precision_flags(config.precision),
     )
-    callbacks = [EarlyStoppingCallback(config.early_stopping_patience)] if has_eval and config.early_stopping_patience > 0 else []
+    stopping = [EarlyStoppingCallback(config.early_stopping_patience)] if has_eval and config.early_stopping_patience > 0 else []
     class RelationTrainer(Trainer):
         """Evaluation and prediction always in dataset order.
 
         transformers 5 also length-groups the *evaluation* sampler when training uses
         `group_by_length`, which would misalign predictions with their rows.
         """
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            # The model's `**_` would make its loss look normalised by `num_items_in_batch`: under DDP the
+            # Trainer would then multiply it by the number of processes (and skip gradient accumulation's division).
+            self.model_accepts_loss_kwargs = False
 
         def _get_eval_sampler(self, eval_dataset):
             return torch.utils.data.SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
@@ -189,8 +202,48 @@ def make_trainer(model, train_ds, eval_ds, collator, config: TrainConfig, out_di
         eval_dataset=eval_ds if has_eval else None,
         data_collator=collator,
         compute_metrics=metrics_from_eval if has_eval else None,
-        callbacks=callbacks,
+        callbacks=[*stopping, *callbacks],
     )
+
+
+def last_checkpoint(out_dir: Path) -> Path | None:
+    """The newest complete `checkpoint-N` in `out_dir`: its `trainer_state.json`, written last, parses."""
+    for path in sorted(out_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]), reverse=True):
+        try:
+            json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+            return path
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def resume_training(trainer, checkpoint: Path | None) -> None:
+    """`trainer.train()`, resuming from `checkpoint` when given. A checkpoint saved as training stopped
+    (early stopping, the last step) only gets its best model loaded, as at the end of training:
+    `train()` would take at least one more step."""
+    from transformers import TrainerState
+
+    state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json")) if checkpoint else None
+    if state is None or not state.stateful_callbacks.get("TrainerControl", {}).get("args", {}).get("should_training_stop"):
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        return
+    trainer.state = state
+    if trainer.args.load_best_model_at_end and state.best_model_checkpoint:
+        trainer._load_best_model()
+    else:
+        trainer._load_from_checkpoint(str(checkpoint))
+
+
+def local_reporting(report_to: list[str], fold_dir: Path) -> list[str]:
+    """Check each tracker's package is installed; point tensorboard and mlflow at files inside `fold_dir`."""
+    for name in report_to:
+        if importlib.util.find_spec(name) is None:
+            raise PipelineError(f"train.report_to lists {name!r} but the {name} package is not installed: pip install {name}")
+    if "tensorboard" in report_to:
+        os.environ["TENSORBOARD_LOGGING_DIR"] = str(fold_dir / "tensorboard")
+    if "mlflow" in report_to:
+        os.environ["MLFLOW_TRACKING_URI"] = (fold_dir / "mlruns").resolve().as_uri()
+    return list(report_to)
 
 
 def metrics_from_eval(eval_pred) -> dict:
@@ -213,21 +266,33 @@ def predict_probs(trainer, dataset) -> np.ndarray:
         return np.zeros((0, 0))
     if "labels" in dataset.column_names:  # unlabelled test rows carry -100: predict without metrics
         dataset = dataset.remove_columns("labels")
-    output = trainer.predict(dataset)
+    order = length_order(dataset)
+    output = trainer.predict(dataset.select(order))
     logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
-    return softmax(np.asarray(logits, dtype=np.float64))
+    probs = np.empty(logits.shape, dtype=np.float64)
+    probs[order] = softmax(np.asarray(logits, dtype=np.float64))
+    return probs
 
 
-def build_model(encoder, config, label_set: LabelSet, train_examples) -> tuple[RelationModel, list[str]]:
-    """The relation model over `encoder`, with pair heads and class weights from the training rows."""
+def length_order(dataset) -> np.ndarray:
+    """Row indices shortest first: batches of similar length waste little padding at inference."""
+    return np.argsort(token_lengths(dataset), kind="stable")
+
+
+def build_model(encoder, config, label_set: LabelSet, train_examples, new_tokens: list[int] = ()) -> tuple[RelationModel, list[str]]:
+    """The relation model over `encoder`, with pair heads and class weights from the training rows.
+
+    With `config.peft`, the encoder is frozen and the method's parts added; `new_tokens` (ids of the
+    tokens added to the tokenizer) keep trainable embedding rows."""
     from .models.losses import inverse_sqrt_weights
+    from .models.peft import apply_peft
 
     label_ids = label_set.ids(ex.label for ex in train_examples)
     pairs = [(ex.subject.type, ex.object.type) for ex in train_examples]
     pair_names, allowed = pair_vocabulary(pairs, label_ids, len(label_set))
     model = RelationModel(encoder, config, len(label_set), allowed if config.type_pair_heads else None)
     model.class_weights.copy_(inverse_sqrt_weights(label_ids, len(label_set)))
-    return model, pair_names
+    return apply_peft(model, list(new_tokens)), pair_names
 
 
 def add_pair_column(dataset, pair_names: list[str]):

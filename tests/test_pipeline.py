@@ -105,3 +105,45 @@ def test_tapt_stage_runs_once_and_is_reused(sample, tmp_path):
     assert sum(m.startswith("TAPT: 3 masked-LM steps") for m in logs) == 1 and sum(m.startswith("TAPT: reusing") for m in logs) == 1
     (tapt_dir,) = (tmp_path / "cache" / "tapt").iterdir()
     assert json.loads((tapt_dir / "tapt_log.json").read_text())["steps"] == 3
+
+
+def test_tapt_stage_writes_a_model_a_training_config_can_load(sample, tmp_path):
+    from re_pipeline.pipeline import run_tapt_stage
+
+    tapt_run = run_tapt_stage(config(sample, "tapt.steps=3", "tapt.batch_size=8", "tapt.learning_rate=0.05", "tapt.warmup_ratio=0"), run_dir=tmp_path / "tapt", log=lambda m: None, cache=tmp_path / "cache")
+    result = json.loads((tapt_run / "result.json").read_text())
+    assert result["tapt"]["steps"] == 3 and result["train_fingerprint"]
+    model = tapt_run / "model"
+    run_dir = run_pipeline(
+        config(sample, f"model.backbone.name={model}", "train.max_steps=2", "train.eval_steps=2"),
+        run_dir=tmp_path / "run", submissions_dir=tmp_path / "subs", log=lambda m: None, cache=tmp_path / "cache",
+    )
+    from transformers import AutoModel, AutoTokenizer
+
+    base = AutoTokenizer.from_pretrained(str(model))
+    run_tok = AutoTokenizer.from_pretrained(str(run_dir / "tokenizer"))
+    assert all(run_tok.convert_tokens_to_ids(t) == i for t, i in base.get_vocab().items())
+    from re_pipeline.models.store import load_relation_model
+
+    trained = load_relation_model(run_dir / "fold0" / "model")[0].encoder.embeddings.position_embeddings.weight
+    pretrained = AutoModel.from_pretrained(str(model)).embeddings.position_embeddings.weight
+    assert (trained - pretrained).abs().max() < 0.01  # two small steps from the TAPT weights (which moved ~0.15 from init)
+
+
+def test_predictions_come_back_in_dataset_order_after_length_sorting():
+    from types import SimpleNamespace
+
+    from datasets import Dataset
+
+    from re_pipeline.metrics import softmax
+    from re_pipeline.train import predict_probs
+
+    lengths = [5, 2, 9, 1, 7]
+
+    class EchoTrainer:  # logits reveal which row they were computed from
+        def predict(self, dataset):
+            return SimpleNamespace(predictions=np.array([[len(ids), 0.0] for ids in dataset["input_ids"]]))
+
+    dataset = Dataset.from_dict({"input_ids": [[1] * n for n in lengths], "labels": [0] * 5})
+    expected = softmax(np.array([[n, 0.0] for n in lengths]))
+    np.testing.assert_allclose(predict_probs(EchoTrainer(), dataset), expected)

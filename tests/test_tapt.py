@@ -13,9 +13,8 @@ from safetensors.torch import load_file
 from re_pipeline.errors import PipelineError
 from re_pipeline.models.backbone import BackboneConfig, load_encoder
 from re_pipeline.models.tokenizer import train_tokenizer
-from re_pipeline.tapt import GatheredMLM, TaptConfig, collect_sentences, encode, find_lm_head, make_collator, run_tapt
+from re_pipeline.tapt import GatheredMLM, TaptConfig, encode, find_lm_head, make_collator, run_tapt
 
-from conftest import competition_rows, write_csv
 
 SUBJECTS = ["이순신은", "김철수는", "삼성전자는", "비틀즈는", "조지 해리슨은", "서울대학교는"]
 PLACES = ["서울에서", "부산에서", "조선에서", "런던에서"]
@@ -137,10 +136,3 @@ def test_tiny_run_learns_and_saves_loadable_encoder(tokenizer, tmp_path) -> None
     mlm, info = AutoModelForMaskedLM.from_pretrained(str(out), output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"]
     assert mlm.lm_head.decoder.weight is mlm.roberta.embeddings.word_embeddings.weight
-
-
-def test_collect_sentences_dedupes_in_order(tmp_path) -> None:
-    rows = competition_rows()
-    train = write_csv(tmp_path / "train.csv", rows)
-    test = write_csv(tmp_path / "test.csv", [dict(r, label="100") for r in rows[::-1] + rows[:1]])
-    assert collect_sentences([train, test]) == [r["sentence"] for r in rows]

@@ -26,3 +26,16 @@ def test_marker_characters_are_never_unknown(tmp_path):
     tok = default_tokenizer(["김민준은 서울에서 태어났다."] * 20, BackboneConfig(vocab_size=200), tmp_path / "tok")
     ids = tok("@ * PER * 김민준 @ # ^ LOC ^ 서울 #")["input_ids"]
     assert tok.unk_token_id not in ids
+
+
+def test_added_marker_tokens_tokenize_the_same_after_a_reload(tmp_path):
+    from re_pipeline.data.features import prepare_tokenizer
+    from re_pipeline.data.markers import MarkerConfig
+
+    sentences = [row["sentence"] for row in generate(300, seed=3)]
+    tok = default_tokenizer(sentences, BackboneConfig(vocab_size=500), tmp_path / "tok")
+    assert prepare_tokenizer(tok, MarkerConfig(format="typed_entity_marker"), ["PER", "LOC"]) > 0
+    tok.save_pretrained(tmp_path / "run")
+    again = AutoTokenizer.from_pretrained(tmp_path / "run")
+    marked = "<S:PER> 김민준 </S:PER> 은 <O:LOC> 서울 </O:LOC> 에서 태어났다."
+    assert tok(marked)["input_ids"] == again(marked)["input_ids"]

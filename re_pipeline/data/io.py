@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import csv
+import io
 import json
 import re
 from collections import Counter
@@ -66,20 +67,44 @@ def read_examples(path: str | Path, options: ReadOptions | None = None) -> tuple
             raise PipelineError(f"data file not found: {path}")
         reader = read_json_rows if path.suffix.lower() in (".json", ".jsonl") else read_csv_rows
         rows, ledger = reader(path)
+    if not rows:
+        raise PipelineError(f"{spec}: no data rows")
     return build_examples(rows, ledger, options), ledger
+
+
+def read_text(path: Path) -> str:
+    """A UTF-8 file's text (BOM dropped); a non-UTF-8 file is an error naming the line and a likely encoding."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        try:
+            data.decode("cp949")
+            hint = "; it reads as cp949 (EUC-KR, Korean Windows)"
+        except UnicodeDecodeError:
+            hint = ""
+        raise PipelineError(f"{path}: not UTF-8 text (bad byte on line {line}{hint}); re-save the file as UTF-8") from None
 
 
 def read_csv_rows(path: Path) -> tuple[list[RawRow], Ledger]:
     """Competition-style CSV: dict-string entities, any extra or unnamed index columns."""
+    reader = csv.DictReader(io.StringIO(read_text(path), newline=""))
+    records, line = [], 1
     try:
-        with open(path, encoding="utf-8-sig", newline="") as fh:
-            reader = csv.DictReader(fh)
-            header = reader.fieldnames or []
-            records = list(reader)
-    except UnicodeDecodeError as exc:
-        raise PipelineError(f"{path}: not UTF-8 text (bad byte at offset {exc.start}); re-save the file as UTF-8") from None
+        header = reader.fieldnames or []
+        for rec in reader:
+            if (None in rec or None in rec.values()) and any("\n" in str(v) for v in rec.values()):
+                raise PipelineError(
+                    f"{path}: broken quoting: a quoted field opened on line {line + 1} is not closed "
+                    f"and swallows the lines up to line {reader.line_num}; fix its quotes"
+                )
+            records.append(rec)
+            line = reader.line_num
     except csv.Error as exc:
-        raise PipelineError(f"{path}: broken CSV ({exc})") from None
+        raise PipelineError(f"{path}: broken CSV on line {reader.line_num} ({exc})") from None
+    if not header:
+        raise PipelineError(f"{path}: empty file (no header row)")
     ledger = Ledger(str(path), rows_read=len(records))
     missing = [c for c in ("sentence", *ENTITY_COLUMNS) if c not in header]
     if missing:
@@ -114,7 +139,7 @@ def read_csv_rows(path: Path) -> tuple[list[RawRow], Ledger]:
 
 def read_json_rows(path: Path) -> tuple[list[RawRow], Ledger]:
     """KLUE JSON: a list of objects (or JSON lines) with guid, sentence, entity objects, label."""
-    text = path.read_text(encoding="utf-8-sig")
+    text = read_text(path)
     try:
         if path.suffix.lower() == ".jsonl":
             records = [json.loads(line) for line in text.splitlines() if line.strip()]
@@ -126,6 +151,9 @@ def read_json_rows(path: Path) -> tuple[list[RawRow], Ledger]:
         records = records.get("data", records.get("examples"))
     if not isinstance(records, list):
         raise PipelineError(f"{path}: expected a JSON list of examples")
+    bad = next((i for i, rec in enumerate(records) if not isinstance(rec, dict)), None)
+    if bad is not None:
+        raise PipelineError(f"{path}: example {bad} is a {type(records[bad]).__name__}, not an object")
     ledger = Ledger(str(path), rows_read=len(records))
     return [_json_row(i, rec) for i, rec in enumerate(records)], ledger
 
@@ -288,9 +316,12 @@ _PAIR = re.compile(
 
 
 def _tolerant_dict(text: str) -> dict | None:
-    """Parse `{'k': 'v', 'n': 1}` written with typographic quotes. Values stay plain strings/ints."""
+    """Parse `{'k': 'v', 'n': 1}` written with typographic quotes. Values stay plain strings/ints.
+
+    Anything besides such pairs (an expression, a call) rejects the whole text.
+    """
     text = text.strip()
-    if not (text.startswith("{") and text.endswith("}")):
+    if not (text.startswith("{") and text.endswith("}")) or not re.fullmatch(r"[{}\s,]*", _PAIR.sub("", text)):
         return None
     pairs = {m["key"]: (int(m["num"]) if m["num"] is not None else m["str"]) for m in _PAIR.finditer(text)}
     return pairs or None

@@ -32,11 +32,19 @@ def load_data(
     clean: CleanConfig | None = None,
     labels: str | LabelSet = "auto",
     no_relation: str | None = None,
+    test: bool = False,
 ) -> LoadedData:
-    """Read a file, clean it, check its labels. Unlabelled files skip label rules and deduplication."""
+    """Read a file, clean it, check its labels. Unlabelled files skip label rules and deduplication.
+
+    `test`: labels a test file carries are ignored (noted in the ledger), so every row is kept and predicted.
+    """
     read = read or ReadOptions()
     clean = clean or CleanConfig()
     examples, ledger = read_examples(path, read)
+    carried = sum(ex.label is not None for ex in examples) if test else 0
+    if carried:
+        ledger.note(f"test file carries {carried} labels; they are ignored")
+        examples = [ex.with_(label=None) for ex in examples]
     labelled = any(ex.label is not None for ex in examples)
     examples = clean_examples(examples, ledger, clean, labelled=labelled)
     label_set = labels if isinstance(labels, LabelSet) else infer_label_set(examples, labels, no_relation)
@@ -60,5 +68,5 @@ def read_options(data: "DataConfig") -> ReadOptions:
 
 
 def load_configured(path: str | Path, config: "Config", labels: LabelSet | None = None) -> LoadedData:
-    """`load_data` with the `data` and `clean` sections of a run config (and a fixed label set, for test files)."""
-    return load_data(path, read_options(config.data), config.clean, labels or config.data.labels, config.data.no_relation)
+    """`load_data` with the `data` and `clean` sections of a run config; a fixed label set marks a test file."""
+    return load_data(path, read_options(config.data), config.clean, labels or config.data.labels, config.data.no_relation, test=labels is not None)

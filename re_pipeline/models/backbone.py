@@ -98,6 +98,8 @@ def default_tokenizer(sentences: Iterable[str], cfg: BackboneConfig, out_dir: st
     from .tokenizer import train_tokenizer
 
     out_dir = Path(out_dir)
-    if (out_dir / "tokenizer.json").exists():
-        return load_tokenizer(str(out_dir))
-    return train_tokenizer(sentences, cfg.vocab_size, out_dir)
+    if not (out_dir / "tokenizer.json").exists():
+        train_tokenizer(sentences, cfg.vocab_size, out_dir)
+    # Always the reloaded one: the in-memory trained object splits text around tokens added
+    # later (markers) differently from its saved form, which every later step loads.
+    return load_tokenizer(str(out_dir))

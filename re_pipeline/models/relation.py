@@ -23,6 +23,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from ..errors import PipelineError
 from .backbone import BackboneConfig
 from .losses import LossConfig, relation_loss
+from .peft import PeftConfig
 
 POOLINGS = ("cls", "entity_start", "span_mean")
 HEADS = ("linear", "mlp", "lstm")
@@ -39,6 +40,7 @@ class ModelConfig:
     entity_embedding: bool = True
     dropout: float = 0.1
     loss: LossConfig = field(default_factory=LossConfig)
+    peft: PeftConfig = field(default_factory=PeftConfig)  # parameter-efficient fine-tuning (models/peft.py)
 
     def __post_init__(self) -> None:
         if self.pooling not in POOLINGS:

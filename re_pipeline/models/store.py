@@ -1,27 +1,59 @@
-"""Save and load a trained relation model: encoder config, tokenizer, weights (safetensors), settings."""
+"""Save and load a trained relation model: encoder config, tokenizer, weights (safetensors), settings.
+
+A PEFT model (`model.peft`) saves only its trainable weights plus where its frozen base encoder
+comes from (a hub name, or a folder recorded both absolute and relative to the model folder);
+loading rebuilds the base from there.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_file, load_model, save_file, save_model
 
+from ..errors import PipelineError
 from ..labels import LabelSet
+from .peft import apply_peft, load_peft_state_dict, peft_state_dict
 from .relation import ModelConfig, RelationModel
 
 
-def save_relation_model(model: RelationModel, tokenizer, label_set: LabelSet, pair_names: list[str], out_dir: str | Path) -> Path:
+def save_relation_model(
+    model: RelationModel, tokenizer, label_set: LabelSet, pair_names: list[str], out_dir: str | Path, base: str | Path | None = None
+) -> Path:
+    """`base`: the encoder's hub name or folder, needed (and recorded) for a PEFT model."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.encoder.config.save_pretrained(out_dir / "encoder")
     tokenizer.save_pretrained(out_dir / "tokenizer")
-    save_model(model, str(out_dir / "model.safetensors"))
     meta = {"model": dataclasses.asdict(model.config), "labels": label_set.to_dict(), "pairs": pair_names}
+    if model.config.peft.enabled:
+        if base is None:
+            raise PipelineError("a PEFT model is saved without its frozen encoder: pass `base`, the encoder's hub name or folder")
+        save_file(peft_state_dict(model), str(out_dir / "model.safetensors"))
+        local = Path(base).exists()
+        meta["peft"] = {
+            "base": str(Path(base).resolve()) if local else str(base),
+            "base_relative": os.path.relpath(Path(base).resolve(), out_dir.resolve()) if local else None,
+            "token_ids": model.peft_token_ids,
+        }
+    else:
+        save_model(model, str(out_dir / "model.safetensors"))
     (out_dir / "relation_model.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
     return out_dir
+
+
+def peft_base(model_dir: Path, peft: dict) -> str:
+    """The recorded base encoder of a PEFT model: the relative path if it resolves, else the absolute path or hub name."""
+    relative = peft["base_relative"]
+    if relative is not None and (model_dir / relative).exists():
+        return str((model_dir / relative).resolve())
+    if os.path.isabs(peft["base"]) and not Path(peft["base"]).exists():
+        raise PipelineError(f"{model_dir}: the PEFT model's base encoder is gone (looked for {peft['base']} and {model_dir / relative})")
+    return peft["base"]
 
 
 def load_relation_model(model_dir: str | Path) -> tuple[RelationModel, object, LabelSet, list[str]]:
@@ -29,15 +61,24 @@ def load_relation_model(model_dir: str | Path) -> tuple[RelationModel, object, L
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     from ..config import from_dict
+    from .backbone import load_encoder
 
     model_dir = Path(model_dir)
     meta = json.loads((model_dir / "relation_model.json").read_text(encoding="utf-8"))
     config = from_dict(ModelConfig, meta["model"], "model")
     label_set = LabelSet.from_dict(meta["labels"])
-    encoder = AutoModel.from_config(AutoConfig.from_pretrained(model_dir / "encoder"), add_pooling_layer=False)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir / "tokenizer")
+    peft = meta.get("peft")
+    if peft:
+        encoder = load_encoder(peft_base(model_dir, peft), len(tokenizer))
+    else:
+        encoder = AutoModel.from_config(AutoConfig.from_pretrained(model_dir / "encoder"), add_pooling_layer=False)
     pairs = meta["pairs"]
     pair_labels = torch.zeros(len(pairs), len(label_set), dtype=torch.bool) if config.type_pair_heads else None
     model = RelationModel(encoder, config, len(label_set), pair_labels)
-    load_model(model, str(model_dir / "model.safetensors"))
+    if peft:
+        load_peft_state_dict(apply_peft(model, peft["token_ids"]), load_file(str(model_dir / "model.safetensors")))
+    else:
+        load_model(model, str(model_dir / "model.safetensors"))
     model.eval()
-    return model, AutoTokenizer.from_pretrained(model_dir / "tokenizer"), label_set, pairs
+    return model, tokenizer, label_set, pairs

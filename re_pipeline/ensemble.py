@@ -1,0 +1,176 @@
+"""Ensembles of finished runs and submission CSVs: soft voting, given weights, or weights fitted out of fold.
+
+Members must answer the same test rows in the same order with the same label order (a CSV
+member is read with the `--labels` order and checked against its own `pred_label` column).
+`fit-f1` / `fit-auprc` search weights on the simplex (softmax of free parameters, Nelder-Mead
+from uniform and from near each one-hot) on the out-of-fold rows every member validated, and
+fall back to the best single member's one-hot when the fit does not reach its score there.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import minimize
+
+from .errors import PipelineError
+from .labels import LabelSet
+from .metrics import auprc, compute_metrics, micro_f1, softmax
+from .runs import environment, finished, new_run_id, read_json, read_oof
+from .submission import read_submission, validate_submission, write_submission
+from .train import write_json
+
+METHODS = ("mean", "weighted", "fit-f1", "fit-auprc")
+FIT_METRIC = {"fit-f1": "micro_f1", "fit-auprc": "auprc"}
+
+
+@dataclass
+class Member:
+    name: str
+    ids: list[str]
+    labels: LabelSet
+    probs: np.ndarray  # test rows x labels
+    result: dict | None = None  # a run member's result.json
+    oof: tuple[list[str], list[str], np.ndarray] | None = None  # out-of-fold ids, gold labels, probs (NaN: not validated)
+
+
+def load_member(path: Path, labels: LabelSet) -> Member:
+    """A run folder (its submission and out-of-fold predictions) or a submission CSV read with `labels`."""
+    if path.is_dir():
+        result = finished(path)
+        if not result.get("submission"):
+            raise PipelineError(f"{path} has no submission (trained without a test file)")
+        ids, _, probs = read_submission(result["submission"])
+        has_oof = (path / "oof_probs.npy").exists()
+        return Member(str(path), ids, LabelSet.from_dict(read_json(path / "labels.json")), probs, result, read_oof(path) if has_oof else None)
+    if path.suffix.lower() != ".csv" or not path.is_file():
+        raise PipelineError(f"{path}: not a run folder or a submission CSV")
+    ids, preds, probs = read_submission(path)
+    if probs.shape[1] != len(labels):
+        raise PipelineError(f"{path} has {probs.shape[1]} probabilities per row, the label set {labels.name!r} has {len(labels)}: pass --labels")
+    for i, (pred, row) in enumerate(zip(preds, probs), 1):
+        if pred not in labels or row[labels.id(pred)] != row.max():
+            argmax = labels.names[int(row.argmax())]
+            raise PipelineError(f"{path} row {i}: pred_label {pred!r} is not the argmax {argmax!r} under the {labels.name!r} label order: pass --labels")
+    return Member(str(path), ids, labels, probs)
+
+
+def same_sequence(what: str, a: Member, a_seq, b: Member, b_seq, unit: str) -> None:
+    """Refuse when two members' sequences differ, naming the first difference."""
+    for i, (x, y) in enumerate(zip(a_seq, b_seq)):
+        if x != y:
+            raise PipelineError(f"{what} differ: {b.name} has {y!r} at {unit} {i + 1} where {a.name} has {x!r}")
+    if len(a_seq) != len(b_seq):
+        raise PipelineError(f"{what} differ: {b.name} has {len(b_seq)} {unit}s, {a.name} has {len(a_seq)}")
+
+
+def check_aligned(members: list[Member]) -> None:
+    for m in members[1:]:
+        same_sequence("label orders", members[0], members[0].labels.names, m, m.labels.names, "label")
+        same_sequence("test ids", members[0], members[0].ids, m, m.ids, "row")
+
+
+def oof_stack(members: list[Member]) -> tuple[np.ndarray, np.ndarray]:
+    """(out-of-fold probs [members, rows, labels], mask of rows every member validated); PipelineError if not comparable."""
+    for m in members:
+        if m.oof is None:
+            raise PipelineError(f"{m.name} has no out-of-fold probabilities (a submission CSV, or a run trained with validation: none)")
+    first = members[0]
+    for m in members[1:]:
+        same_sequence("out-of-fold ids", first, first.oof[0], m, m.oof[0], "row")
+        same_sequence("out-of-fold gold labels", first, first.oof[1], m, m.oof[1], "row")
+    stack = np.stack([m.oof[2] for m in members])
+    rows = ~np.isnan(stack).any(axis=(0, 2))
+    if not rows.any():
+        raise PipelineError("no out-of-fold row was validated by every member")
+    return stack, rows
+
+
+def score(metric: str, gold: np.ndarray, probs: np.ndarray) -> float:
+    return micro_f1(gold, probs.argmax(axis=1), probs.shape[1]) if metric == "micro_f1" else auprc(gold, probs)
+
+
+def fit_weights(oof: np.ndarray, gold: np.ndarray, metric: str) -> np.ndarray:
+    """Weights maximising `metric` of the weighted out-of-fold mean; never below the best single member."""
+    n = len(oof)
+
+    def loss(theta: np.ndarray) -> float:
+        return -score(metric, gold, np.tensordot(softmax(theta), oof, axes=1))
+
+    singles = [score(metric, gold, member) for member in oof]
+    starts = [np.zeros(n)] + [5.0 * one_hot for one_hot in np.eye(n)]
+    fits = [minimize(loss, x0, method="Nelder-Mead", options={"initial_simplex": x0 + np.vstack([np.zeros(n), np.eye(n)]), "maxfev": 100 * n})
+            for x0 in starts]
+    best = min(fits, key=lambda fit: fit.fun)
+    return softmax(best.x) if -best.fun >= max(singles) else np.eye(n)[int(np.argmax(singles))]
+
+
+def choose_weights(method: str, weights: list[float] | None, members: list[Member], oof: np.ndarray | None, gold: np.ndarray | None) -> np.ndarray:
+    if method == "mean":
+        return np.full(len(members), 1 / len(members))
+    if method == "weighted":
+        w = np.asarray(weights, dtype=float)
+        if len(w) != len(members) or (w < 0).any() or w.sum() <= 0:
+            raise PipelineError(f"--weights needs {len(members)} non-negative numbers with a positive sum, got {weights}")
+        return w / w.sum()
+    return fit_weights(oof, gold, FIT_METRIC[method])
+
+
+def run_ensemble(paths: list[Path], method: str = "mean", weights: list[float] | None = None, labels: LabelSet | None = None,
+                 runs_dir: Path = Path("runs"), submissions_dir: Path = Path("submissions"), log=print) -> Path:
+    """Combine members into `runs/<id>-ensemble/` and a validated `submissions/<id>-ensemble.csv`."""
+    started = time.time()
+    if len(paths) < 2:
+        raise PipelineError("an ensemble needs at least two members")
+    if method not in METHODS:
+        raise PipelineError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
+    if (weights is not None) != (method == "weighted"):
+        raise PipelineError("--weights goes with --method weighted, which needs them")
+    members = [load_member(Path(p), labels or LabelSet.klue()) for p in paths]
+    check_aligned(members)
+    label_set = members[0].labels
+    try:
+        oof, rows = oof_stack(members)
+        gold_names = members[0].oof[1]
+        gold = np.array(label_set.ids(np.array(gold_names, dtype=object)[rows]), dtype=int)
+    except PipelineError as exc:
+        if method in FIT_METRIC:
+            raise PipelineError(f"{method} fits weights on out-of-fold predictions: {exc}") from None
+        log(f"no out-of-fold scores: {exc}")
+        oof = rows = gold = None
+    w = choose_weights(method, weights, members, oof[:, rows] if oof is not None else None, gold)
+    probs = np.tensordot(w, np.stack([m.probs for m in members]), axes=1)
+    probs /= probs.sum(axis=1, keepdims=True)
+
+    run_dir = runs_dir / new_run_id("ensemble")
+    run_dir.mkdir(parents=True)
+    ids = members[0].ids
+    submission = write_submission(submissions_dir / f"{run_dir.name}.csv", ids, probs, label_set)
+    problems = validate_submission(submission, ids, label_set)
+    if problems:
+        raise PipelineError(f"the written submission failed validation: {problems[0]}")
+    np.save(run_dir / "test_probs.npy", probs, allow_pickle=False)
+    write_json(run_dir / "labels.json", label_set.to_dict())
+    result = {"run_id": run_dir.name, "name": "ensemble", **common_fingerprints(members), "metrics": None}
+    info = {"members": [m.name for m in members], "method": method, "weights": [float(x) for x in w], "member_metrics": None}
+    if oof is not None:
+        combined = np.tensordot(w, oof, axes=1)
+        np.save(run_dir / "oof_probs.npy", combined, allow_pickle=False)  # NaN where any member is NaN
+        write_json(run_dir / "oof_ids.json", {"ids": members[0].oof[0], "labels": gold_names})
+        result["metrics"] = compute_metrics(gold, combined[rows])
+        info["member_metrics"] = {m.name: compute_metrics(gold, member[rows]) for m, member in zip(members, oof)}
+    result.update(submission=str(submission), ensemble=info, environment=environment(), seconds=round(time.time() - started, 1))
+    write_json(run_dir / "result.json", result)
+    return run_dir
+
+
+def common_fingerprints(members: list[Member]) -> dict:
+    """The members' train/test data fingerprints where every member is a run and they all agree, else None."""
+    out = {}
+    for key in ("train_fingerprint", "test_fingerprint"):
+        values = {m.result.get(key) if m.result else None for m in members}
+        out[key] = values.pop() if len(values) == 1 else None
+    return out
