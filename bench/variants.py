@@ -24,13 +24,12 @@ GROUPS = {
     "ablation": {
         "default": [],
         "no TAPT": ["tapt.enabled=false"],
-        "TAPT 1 epoch, lr 5e-4": ["tapt.epochs=1", "tapt.learning_rate=5e-4"],
+        "TAPT 1 epoch, lr 5e-4": ["tapt.epochs=1.0", "tapt.learning_rate=5.0e-4"],
         "untyped punct markers": ["markers.format=entity_marker_punct"],
-        "Korean type names": ["markers.type_language=ko"],
         "cls pooling": ["model.pooling=cls"],
-        "span_mean pooling": ["model.pooling=span_mean"],
         "no type-pair heads": ["model.type_pair_heads=false"],
         "unweighted CE": ["model.loss.class_weighted=false"],
+        "label smoothing 0.1": ["model.loss.label_smoothing=0.1"],
     },
     "peft": {
         "full fine-tuning": [],

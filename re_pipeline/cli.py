@@ -45,10 +45,11 @@ def _config(path: Optional[Path], overrides: Optional[list[str]]) -> Config:
 
 
 def print_table(title: str, rows: list[dict]) -> None:
-    """Rows of equal keys as a table; integers with thousands separators."""
+    """Rows of equal keys as a table; integers with thousands separators. The first column (a name or
+    run id) never wraps; the others fold when the terminal is narrow."""
     table = Table(title=title)
-    for col in rows[0]:
-        table.add_column(col, justify="right" if isinstance(rows[0][col], int) else "left", overflow="fold")
+    for i, col in enumerate(rows[0]):
+        table.add_column(col, justify="right" if isinstance(rows[0][col], int) else "left", overflow="fold", no_wrap=i == 0)
     for row in rows:
         table.add_row(*(f"{v:,}" if isinstance(v, int) else str(v) for v in row.values()))
     console.print(table)

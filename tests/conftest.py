@@ -58,3 +58,11 @@ def write_csv(path: Path, rows: list[dict], columns: list[str] | None = None) ->
 @pytest.fixture
 def competition_csv(tmp_path: Path) -> Path:
     return write_csv(tmp_path / "train.csv", competition_rows())
+
+
+@pytest.fixture
+def wide_console(monkeypatch):
+    """CLI tables 250 columns wide, whatever the terminal (rich fixes a console's width when it is created)."""
+    from re_pipeline import cli
+
+    monkeypatch.setattr(cli.console, "_width", 250)

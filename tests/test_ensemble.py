@@ -23,6 +23,8 @@ from re_pipeline.submission import read_submission, validate_submission, write_s
 from re_pipeline.train import write_json
 from test_pipeline import TINY
 
+pytestmark = pytest.mark.usefixtures("wide_console")
+
 TOY = LabelSet(("no_relation", "a:x", "b:y", "c:z"), "toy")
 N_TEST, N_OOF = 12, 30
 

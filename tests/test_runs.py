@@ -20,6 +20,8 @@ from re_pipeline.pipeline import run_pipeline
 from re_pipeline.train import local_reporting
 from test_pipeline import TINY
 
+pytestmark = pytest.mark.usefixtures("wide_console")
+
 runner = CliRunner()
 WIDE = {"COLUMNS": "250"}  # rich tables: no folded cells
 
