@@ -41,22 +41,23 @@ GROUPS = {
 }
 
 
-def train_child(overrides: list[str], run_dir: str) -> None:
+def train_child(overrides: list[str], run_dir: str, name: str) -> None:
     """Child process: one run, then its own peak resident memory next to it."""
     from re_pipeline.config import load_config
     from re_pipeline.pipeline import run_pipeline
 
     config = load_config(Path("configs/default.yaml"), overrides)
+    config.name = name
     run_pipeline(config, run_dir=Path(run_dir), log=lambda msg: print(f"[{Path(run_dir).name}] {msg}", flush=True))
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     (Path(run_dir) / "bench.json").write_text(json.dumps({"peak_rss_mib": round(peak_mib)}))
 
 
-def run_variant(overrides: list[str], root: Path) -> Path:
+def run_variant(name: str, overrides: list[str], root: Path) -> Path:
     run_dir = root / f"variant-{hashlib.sha256(' '.join(overrides).encode()).hexdigest()[:10]}"
     if not (run_dir / "bench.json").exists():
         start = time.perf_counter()
-        child = multiprocessing.get_context("spawn").Process(target=train_child, args=(overrides, str(run_dir)))
+        child = multiprocessing.get_context("spawn").Process(target=train_child, args=(overrides, str(run_dir), name))
         child.start()
         child.join()
         if child.exitcode != 0:
@@ -94,7 +95,7 @@ def main() -> None:
     for name, overrides in GROUPS[args.group].items():
         if args.only and name not in args.only:
             continue
-        d = describe(run_variant([*data, *args.shared, *overrides], args.runs))
+        d = describe(run_variant(name, [*data, *args.shared, *overrides], args.runs))
         trainable = d["trainable"]
         share = f"{trainable['percent']:.2f}%"
         rows.append(
