@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
+import torch
 from test_pipeline import TINY
 from typer.testing import CliRunner
 
@@ -50,7 +52,13 @@ def test_the_folds_of_a_kfold_config_as_jobs_give_the_sequential_result(configs,
     config = configs("k", "train.validation=kfold", "train.folds=2")
     jobs, (run,), combined = run_jobs([config], workers=2, folds=True, log=lambda m: None)
     assert [(job.fold, job.returncode) for job in jobs] == [(0, 0), (1, 0)] and combined is None
-    sequential = run_pipeline(config, tmp_path / "sequential", tmp_path / "subs", log=lambda m: None)
+    # the jobs ran with OMP_NUM_THREADS = cores // workers; the same thread count keeps float sums in the same order
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // 2))
+    try:
+        sequential = run_pipeline(config, tmp_path / "sequential", tmp_path / "subs", log=lambda m: None)
+    finally:
+        torch.set_num_threads(threads)
     for name in ("oof_probs.npy", "test_probs.npy"):
         np.testing.assert_array_equal(np.load(run / name), np.load(sequential / name))
     assert json.loads((run / "result.json").read_text())["metrics"] == json.loads((sequential / "result.json").read_text())["metrics"]
