@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_HOME := $(CURDIR)/.hf_home
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install train tapt predict ensemble hpsearch jobs test clean-data
+.PHONY: install train tapt predict ensemble hpsearch jobs bench test clean-data
 
 install: $(BIN)/re-pipeline
 
@@ -49,6 +49,12 @@ hpsearch: install
 # make jobs CONFIGS="configs/a.yaml configs/b.yaml" [WORKERS=2] [FOLDS=1] [ENSEMBLE=mean|fit-f1|fit-auprc|none]
 jobs: install
 	$(BIN)/re-pipeline jobs $(CONFIGS) --workers $(or $(WORKERS),1) $(if $(FOLDS),--folds) --ensemble $(or $(ENSEMBLE),mean) $(if $(DATA),--data $(DATA)) $(foreach s,$(SET),--set $(s))
+
+# make bench [DATA=../shared/data/klue-re] [BENCH_ARGS="--only speed --repeats 5"]: every figure, BENCHMARKS.md rewritten.
+# The whole suite trains the default config once (about an hour on 2 cores) plus the one-epoch ablation and PEFT variants;
+# finished runs with the same resolved config are reused.
+bench: install
+	$(BIN)/python bench/suite.py --data $(or $(DATA),../shared/data/klue-re) $(BENCH_ARGS)
 
 test: install
 	$(BIN)/pytest

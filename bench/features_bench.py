@@ -1,7 +1,8 @@
-"""Load -> clean -> format -> tokenize throughput on the full shared train set, 1 and 2 processes,
+"""Load -> clean -> format -> tokenize throughput on the full shared train set (configs/default.yaml's
+markers), 1 and 2 processes,
 and the token-length distribution per input format.
 
-Usage: python bench/features_bench.py [train.csv] > result.json
+Usage: python bench/features_bench.py [train.csv] > result.json   (median of 3 runs per process count)
 The tokenizer is the offline default (16k Unigram trained on train+test sentences, cached in .cache/).
 """
 
@@ -15,15 +16,17 @@ from pathlib import Path
 
 import numpy as np
 
+from re_pipeline.config import load_config
 from re_pipeline.data.features import build_features, prepare_tokenizer, token_lengths
 from re_pipeline.data.load import load_data
 from re_pipeline.data.markers import FORMATS, MarkerConfig
 from re_pipeline.models.backbone import BackboneConfig, default_tokenizer
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "klue-re"
+DEFAULT = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
 
 
-def main(train_path: Path) -> dict:
+def main(train_path: Path, repeats: int = 3) -> dict:
     test_path = train_path.parent / "test_data.csv"
     sentences = sorted({ex.sentence for p in (train_path, test_path) for ex in load_data(p).examples})
     tokenizer = default_tokenizer(sentences, BackboneConfig(), Path(".cache/bench-tokenizer-16k"))
@@ -31,10 +34,10 @@ def main(train_path: Path) -> dict:
     out = {"throughput": [], "lengths": []}
     for procs in (1, 2):
         times = []
-        for _ in range(3):
+        for _ in range(repeats):
             start = time.perf_counter()
             loaded = load_data(train_path)
-            config = MarkerConfig(format="typed_entity_marker_punct")
+            config = load_config(DEFAULT).markers
             prepare_tokenizer(tokenizer, config, types)
             build_features(loaded.examples, tokenizer, config, loaded.label_set, 256, num_proc=procs)
             times.append(time.perf_counter() - start)

@@ -1,17 +1,17 @@
 """TAPT step time: the stock full-vocabulary LM head versus the head gathered at masked positions.
 
 Default backbone (4 layers, 256 wide), a 16k tokenizer trained on the shared train sentences
-(cached at argv[1], default /tmp/tapt_bench_tokenizer), 64 random train sentences at max_length 128,
+(cached in .cache/bench-tokenizer-16k), 64 random train sentences at max_length 128,
 padded to the longest in the batch (as TAPT trains) and to 128.
 Each timing is the median of 5 steps (forward + backward + AdamW step) after 1 warm-up step; the
 head share is the stock head + loss (forward + backward on fixed encoder outputs) over the full step.
 
-    python bench/tapt_head_bench.py [TOKENIZER_CACHE_DIR]
+    python bench/tapt_head_bench.py   (prints JSON)
 """
 
 from __future__ import annotations
 
-import os
+import json
 import random
 import statistics
 import sys
@@ -66,18 +66,17 @@ def full_head_only(mlm: torch.nn.Module, batch: dict[str, torch.Tensor]) -> Call
     return step
 
 
-def main(cache_dir: str) -> None:
+def main(train_path: Path = KLUE_TRAIN, cache_dir: str = ".cache/bench-tokenizer-16k") -> list[dict]:
+    """One row per padding: seconds per step with the full and the gathered head, and the head's share."""
     from transformers import XLMRobertaForMaskedLM
 
     torch.manual_seed(0)
     backbone = BackboneConfig()
-    sentences = sorted({ex.sentence for ex in load_data(KLUE_TRAIN).examples})
+    sentences = sorted({ex.sentence for ex in load_data(train_path).examples})
     tokenizer = default_tokenizer(sentences, backbone, cache_dir)
     sample = random.Random(0).sample(sentences, 64)
     config = TaptConfig(max_length=128, seed=0)
-    print(f"torch threads: {torch.get_num_threads()}, load average before: {os.getloadavg()[0]:.1f}")
-    print("| vocab | batch x tokens | masked tokens | full head s/step | gathered head s/step | speed-up | head share of full step |")
-    print("|---|---|---|---|---|---|---|")
+    rows = []
     for pad_to in (None, config.max_length):
         collator = make_collator(tokenizer, config)
         collator.pad_to_multiple_of = pad_to
@@ -85,16 +84,14 @@ def main(cache_dir: str) -> None:
         mlm = XLMRobertaForMaskedLM(build_config(backbone, len(tokenizer), tokenizer.pad_token_id))
         steps = {"full": train_step(mlm, batch), "head": full_head_only(mlm, batch), "gathered": train_step(GatheredMLM(mlm), batch)}
         timed = median_seconds(steps)
-        full, head, gathered = timed["full"], timed["head"], timed["gathered"]
-        rows, width = batch["input_ids"].shape
-        print(
-            f"| {len(tokenizer)} | {rows} x {width} | {int((batch['labels'] != -100).sum())} | {full:.2f} | "
-            f"{gathered:.2f} | {full / gathered:.1f}x | {head / full:.0%} |"
-        )
-    print(f"load average after: {os.getloadavg()[0]:.1f} (other processes on the cores skew the timings)")
+        size, width = batch["input_ids"].shape
+        rows.append({"padding": "to the batch's longest" if pad_to is None else f"to {pad_to}", "batch": f"{size} x {width}",
+                     "masked": int((batch["labels"] != -100).sum()), "vocab": len(tokenizer), "threads": torch.get_num_threads(),
+                     "full_s": timed["full"], "gathered_s": timed["gathered"], "head_share": timed["head"] / timed["full"]})
+    return rows
 
 
 if __name__ == "__main__":
     if not KLUE_TRAIN.exists():
         sys.exit(f"shared data not found at {KLUE_TRAIN}")
-    main(sys.argv[1] if len(sys.argv) > 1 else "/tmp/tapt_bench_tokenizer")
+    print(json.dumps(main(), indent=1))

@@ -1,41 +1,66 @@
-"""Training samples/s and inference sentences/s of the default model on CPU:
-dynamic padding with length grouping versus padding every batch to the longest row of the
-dataset (as the official baseline did), measured side by side in one run. Inference reads rows
-shortest first (as `predict_probs` and `Predictor` do) versus in file order padded to the max.
+"""Training samples/s (and tokens/s) and inference sentences/s of the relation model: dynamic padding
+with length grouping versus padding every batch to the longest row of the dataset (as the official
+baseline did), measured side by side in one run. Inference reads rows shortest first (as
+`predict_probs` and `Predictor` do) versus in file order padded to the max.
 
-Usage: python bench/train_speed_bench.py [train.csv]   (uses the cached 16k tokenizer of
-bench/features_bench.py, or trains it)
+The model is configs/default.yaml's. Sizes: `default` (the offline 4 x 256 encoder), `base` and `large` (xlm-roberta-base / -large shapes,
+freshly initialised: no download; the vocabulary is the offline 16k one, and embedding lookups cost
+no FLOPs). On a GPU, `--bf16` trains under bf16 autocast, and the model FLOPs utilisation is reported:
+6 x (non-embedding parameters) x (real tokens) + 12 x layers x width x sum(length^2) for attention,
+per second, over the device's dense bf16 peak. Padding tokens count as waste, not as model FLOPs.
+
+Usage: python bench/train_speed_bench.py [--train train.csv] [--size default|base|large] [--device cpu|cuda] [--bf16]
+(uses the cached 16k tokenizer of bench/features_bench.py, or trains it)
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
-import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from re_pipeline.config import Config
+from re_pipeline.config import load_config
 from re_pipeline.data.features import build_features, prepare_tokenizer, token_lengths
 from re_pipeline.data.load import load_data
-from re_pipeline.models.backbone import build_encoder, default_tokenizer
+from re_pipeline.models.backbone import BackboneConfig, build_encoder, default_tokenizer
 from re_pipeline.train import EpochLengthSampler, RelationCollator, add_pair_column, build_model, length_order
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "klue-re"
+DEFAULT = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
 ROWS, STEPS, BATCH, EVAL_ROWS, EVAL_BATCH = 4096, 30, 32, 2048, 128
+SIZES = {"default": {}, "base": dict(hidden_size=768, num_layers=12, num_heads=12, intermediate_size=3072),
+         "large": dict(hidden_size=1024, num_layers=24, num_heads=16, intermediate_size=4096)}
+PEAK_BF16 = {"H100 PCIe": 756e12, "H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense bf16 FLOP/s by device name
 
 
-def batches(ds, order, collator, size):
+def batches(ds, order, collator, size, device):
     for start in range(0, len(order), size):
-        yield collator([ds[int(i)] for i in order[start : start + size]])
+        yield {k: v.to(device) for k, v in collator([ds[int(i)] for i in order[start : start + size]]).items()}
 
 
-def main(train_path: Path) -> dict:
+def model_flops(batch: dict, backbone: BackboneConfig, params: int) -> float:
+    """Training FLOPs of one step on the batch's real (unpadded) tokens."""
+    lengths = batch["attention_mask"].sum(dim=1).double()
+    return 6 * params * float(lengths.sum()) + 12 * backbone.num_layers * backbone.hidden_size * float((lengths**2).sum())
+
+
+def peak_flops(device: str) -> float | None:
+    if device != "cuda":
+        return None
+    name = torch.cuda.get_device_name(0)
+    return next((peak for key, peak in PEAK_BF16.items() if key in name), None)
+
+
+def main(train_path: Path, size: str = "default", device: str = "cpu", bf16: bool = False, steps: int = STEPS) -> dict:
     torch.manual_seed(0)
-    cfg = Config()
+    cfg = load_config(DEFAULT)  # its markers, heads and loss; the encoder's size from SIZES
+    backbone = BackboneConfig(**SIZES[size])
     loaded = load_data(train_path)
     sentences = sorted({ex.sentence for p in (train_path, train_path.parent / "test_data.csv") for ex in load_data(p).examples})
     tokenizer = default_tokenizer(sentences, cfg.model.backbone, Path(".cache/bench-tokenizer-16k"))
@@ -45,10 +70,17 @@ def main(train_path: Path) -> dict:
     full, _ = build_features(loaded.examples, tokenizer, cfg.markers, loaded.label_set, 256)
     dataset_max = max(token_lengths(full))
     ds, _ = build_features(examples, tokenizer, cfg.markers, loaded.label_set, 256)
-    model, pairs = build_model(build_encoder(cfg.model.backbone, len(tokenizer)), cfg.model, loaded.label_set, examples)
+    encoder = build_encoder(backbone, len(tokenizer), tokenizer.pad_token_id)
+    params = sum(p.numel() for name, p in encoder.named_parameters() if "embeddings" not in name)
+    model, pairs = build_model(encoder, cfg.model, loaded.label_set, examples)
+    model.to(device)
     ds = add_pair_column(ds, pairs)
     lengths = token_lengths(ds)
-    out = {"dataset_max_tokens": dataset_max, "threads": torch.get_num_threads()}
+    out = {"size": size, "device": torch.cuda.get_device_name(0) if device == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
+           "bf16": bf16, "non_embedding_params": params, "dataset_max_tokens": dataset_max, "threads": torch.get_num_threads()}
+    autocast = torch.autocast(device, dtype=torch.bfloat16) if bf16 else nullcontext()
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    peak = peak_flops(device)
     eval_ds = ds.select(range(EVAL_ROWS))
     for name, pad_to, order, eval_order in (
         ("dynamic + length grouping", None, list(EpochLengthSampler(BATCH, lengths, 0)), length_order(eval_ds).tolist()),
@@ -57,24 +89,44 @@ def main(train_path: Path) -> dict:
         collator = RelationCollator(tokenizer.pad_token_id, pad_to)
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
         model.train()
-        times = []
-        for step, batch in enumerate(batches(ds, order[: (STEPS + 1) * BATCH], collator, BATCH)):
+        times, tokens, flops = [], [], []
+        for step, batch in enumerate(batches(ds, order[: (steps + 1) * BATCH], collator, BATCH, device)):
+            sync()
             start = time.perf_counter()
-            model(**batch)["loss"].backward()
+            with autocast:
+                loss = model(**batch)["loss"]
+            loss.backward()
             optimizer.step()
             optimizer.zero_grad()
+            sync()
             if step:  # the first step warms up
                 times.append(time.perf_counter() - start)
+                tokens.append(float(batch["attention_mask"].sum()))
+                flops.append(model_flops(batch, backbone, params))
         model.eval()
+        sync()
         start = time.perf_counter()
-        with torch.inference_mode():
-            for batch in batches(ds, eval_order, collator, EVAL_BATCH):
+        with torch.inference_mode(), autocast:
+            for batch in batches(ds, eval_order, collator, EVAL_BATCH, device):
                 batch.pop("labels")
                 model(**batch)
+        sync()
         infer = time.perf_counter() - start
-        out[name] = {"train_samples_per_s": round(BATCH / statistics.median(times), 1), "inference_sentences_per_s": round(EVAL_ROWS / infer, 1)}
+        step_s = statistics.median(times)
+        achieved = sum(flops) / sum(times)
+        out[name] = {"train_samples_per_s": round(BATCH / step_s, 1), "train_tokens_per_s": round(sum(tokens) / sum(times)),
+                     "inference_sentences_per_s": round(EVAL_ROWS / infer, 1), "model_tflops": round(achieved / 1e12, 3)}
+        if peak:
+            out[name]["mfu"] = round(achieved / peak, 4)
     return out
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(Path(sys.argv[1]) if len(sys.argv) > 1 else SHARED / "train.csv"), indent=1))
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--train", type=Path, default=SHARED / "train.csv")
+    parser.add_argument("--size", choices=sorted(SIZES), default="default")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--bf16", action="store_true")
+    parser.add_argument("--steps", type=int, default=STEPS)
+    args = parser.parse_args()
+    print(json.dumps(main(args.train, args.size, args.device, args.bf16, args.steps), indent=1))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import Config, to_yaml
+from .config import Config, to_yaml, with_values
 from .data.augment import augment
 from .data.features import build_features, prepare_tokenizer, token_lengths
 from .data.load import LoadedData, load_configured
@@ -126,8 +126,10 @@ def train_fold(k: int, fold_dir: Path, fold_train, fold_val, test_ds, ctx: dict,
     checkpoint = last_checkpoint(fold_dir / "checkpoints")
     if checkpoint:
         log(f"fold {k + 1}: resuming from {checkpoint}")
+    log(f"fold {k + 1}: training")
     resume_training(trainer, checkpoint)
     out = {"augment": aug_summary, "features": stats, "trainable": {"count": count, "percent": percent}, "log_history": trainer.state.log_history, "metrics": None}
+    log(f"fold {k + 1}: predicting")
     out["val_probs"] = predict_probs(trainer, val_ds) if val_ds is not None else None
     out["test_probs"] = predict_probs(trainer, test_ds) if test_ds is not None else None
     if out["val_probs"] is not None:
@@ -185,6 +187,7 @@ def run_pipeline(
     if main:
         with atomic_dir(run_dir / "tokenizer") as tmp:
             tokenizer.save_pretrained(tmp)
+    log(f"features: {config.markers.format} markers, max {config.train.max_length} tokens")
     features = dict(tokenizer=tokenizer, markers=config.markers, label_set=label_set, max_length=config.train.max_length, num_proc=config.train.num_proc)
     ctx = {"tokenizer": tokenizer, "label_set": label_set, "source": source, "features": features, "callbacks": callbacks}
     test_ds = build_features(test_examples, **features)[0] if test_examples else None
@@ -250,7 +253,7 @@ def run_tapt_stage(config: Config, run_dir: Path | None = None, log=print, cache
     started = time.time()
     run_dir = run_dir or Path("runs") / new_run_id(f"{config.name}-tapt")
     run_dir.mkdir(parents=True, exist_ok=True)
-    config.tapt.enabled = True
+    config = with_values(config, {"tapt.enabled": True})  # the caller's config stays as it was
     with atomic_write(run_dir / "config.yaml") as fh:
         fh.write(to_yaml(config))
     train, test = load_inputs(config)

@@ -199,7 +199,7 @@ def make_trainer(model, train_ds, eval_ds, collator, config: TrainConfig, out_di
         model=model,
         args=args,
         train_dataset=train_ds,
-        eval_dataset=eval_ds if has_eval else None,
+        eval_dataset=eval_ds.select(length_order(eval_ds)) if has_eval else None,  # shortest first: less padding, same metrics
         data_collator=collator,
         compute_metrics=metrics_from_eval if has_eval else None,
         callbacks=[*stopping, *callbacks],

@@ -1,0 +1,80 @@
+"""The benchmark suite's own logic: reusing finished runs by resolved config, per-stage memory, rendering."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from test_pipeline import TINY
+
+from re_pipeline.config import load_config
+from re_pipeline.data.sample import write_sample
+from re_pipeline.pipeline import run_pipeline
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+
+import stage_memory  # noqa: E402
+import suite  # noqa: E402
+import variants  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    train, test = write_sample(root / "data", n_train=120, n_test=20)
+    config = load_config(None, [*TINY, f"data.train={train}", f"data.test={test}"])
+    run = run_pipeline(config, root / "runs" / "someone-named-it", root / "subs", log=lambda m: None, cache=root / "cache")
+    return root, config, run
+
+
+def test_a_finished_run_is_reused_only_for_the_same_resolved_config_and_data(finished_run):
+    root, config, run = finished_run
+    renamed = load_config(None, [*TINY, f"data.train={config.data.train}", f"data.test={config.data.test}", "name=other"])
+    assert variants.matching_run(renamed, root / "runs") == run
+    other_seed = load_config(None, [*TINY, f"data.train={config.data.train}", f"data.test={config.data.test}", "seed=7"])
+    assert variants.matching_run(other_seed, root / "runs") is None
+    unfinished = root / "runs" / "unfinished"
+    unfinished.mkdir()
+    (unfinished / "config.yaml").write_text((run / "config.yaml").read_text())  # no result.json: never reused
+    assert variants.matching_run(config, root / "runs") == run
+
+
+def test_a_changed_data_file_is_not_the_same_run(finished_run, tmp_path):
+    root, config, run = finished_run
+    train = tmp_path / "train.csv"
+    train.write_text(Path(config.data.train).read_text(encoding="utf-8") + "\n", encoding="utf-8")
+    elsewhere = load_config(None, [*TINY, f"data.train={train}", f"data.test={config.data.test}"])
+    assert variants.matching_run(elsewhere, root / "runs") is None
+    Path(config.data.train).write_bytes(Path(config.data.train).read_bytes())  # same bytes, same run
+    assert variants.matching_run(config, root / "runs") == run
+
+
+def test_stage_memory_splits_one_real_run_into_its_stages(tmp_path):
+    write_sample(tmp_path, n_train=120, n_test=20)
+    tiny = [o for o in TINY if not o.startswith(("tapt.enabled", "train.max_steps", "train.eval_steps"))]
+    out = stage_memory.main(str(tmp_path), None, (*tiny, "train.max_steps=4", "train.eval_steps=4", "tapt.max_length=32"))
+    assert list(out["stages"]) == ["load + clean", "tokenizer", "TAPT", "format + tokenize", "fine-tune", "predict (validation + test)"]
+    for stage in out["stages"].values():
+        assert stage["peak_rss_mib"] > 50 and stage["seconds"] >= 0
+    peaks = [s["peak_rss_mib"] for s in out["stages"].values()]
+    assert max(peaks) > peaks[0]  # training holds more than the loaded data
+
+
+def stored(figures: dict) -> dict:
+    return {"machine": suite.machine(), "command": "python bench/suite.py --only x", "seconds": 1, "figures": figures}
+
+
+def test_rendering_states_medians_ranges_ratios_and_what_was_not_measured():
+    speed = {"dataset_max_tokens": 244, "threads": 2, "settings": {
+        "ours": {"train_samples_per_s": suite.spread([90.0, 100.0, 95.0]), "train_tokens_per_s": suite.spread([5000.0]), "inference_sentences_per_s": suite.spread([300.0, 310.0, 290.0])},
+        "pad": {"train_samples_per_s": suite.spread([20.0, 19.0, 21.0]), "train_tokens_per_s": suite.spread([1000.0]), "inference_sentences_per_s": suite.spread([80.0, 75.0, 85.0])}}}
+    ddp = {"steps": 60, "settings": {"1 process": suite.spread([40.0]), "2 processes": suite.spread([30.0])}}
+    text = suite.render({"speed": stored(speed), "ddp": stored(ddp)}, suite.machine())
+    assert "| ours | 95.0 (90.0–100.0) | 5,000 | 300.0 (290.0–310.0) |" in text
+    assert "4.8× faster in training and 3.8× faster in inference" in text  # 95/20 and 300/80
+    assert "Two processes run at 0.75× the speed of one" in text
+    assert "Not measured yet: `python bench/suite.py --only quality`." in text
+    assert text.count("## ") == len(suite.SECTIONS)
+    assert "Not measured yet: no session so far has been lent a GPU machine." in text
