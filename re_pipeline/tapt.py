@@ -153,7 +153,12 @@ def make_collator(tokenizer: Any, config: TaptConfig) -> Any:
 
     if config.whole_word:
         return WholeWordMaskCollator(tokenizer, config.mlm_probability, config.seed)
-    return DataCollatorForLanguageModeling(tokenizer, mlm_probability=config.mlm_probability, seed=config.seed)
+    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=config.mlm_probability, seed=config.seed)
+    # Made here, as the stock collator makes it on first use in a main process: in any other process
+    # (a spawned benchmark or job) it refuses to seed itself outside a DataLoader worker.
+    if config.seed is not None:
+        collator.generator = collator.get_generator(config.seed)
+    return collator
 
 
 def build_mlm(backbone: BackboneConfig, vocab_size: int, pad_token_id: int) -> nn.Module:

@@ -99,6 +99,19 @@ def test_masking_stays_inside_sentences(tokenizer, whole_word: bool) -> None:
     assert torch.equal(some["input_ids"][some["labels"] == -100], original[some["labels"] == -100])
 
 
+@pytest.mark.parametrize("whole_word", [False, True])
+def test_seeded_masking_is_the_same_outside_the_main_process(tokenizer, whole_word: bool, monkeypatch) -> None:
+    """A spawned process (a benchmark child, a job) masks exactly as the main process does, with no error."""
+    from transformers.data import data_collator
+
+    features = encode(SENTENCES[:8], tokenizer, max_length=16, whole_word=whole_word)
+    config = TaptConfig(mlm_probability=0.3, whole_word=whole_word, seed=5)
+    main = make_collator(tokenizer, config)(features)
+    monkeypatch.setattr(data_collator.mp, "current_process", lambda: type("Process", (), {"name": "SpawnProcess-1"})())
+    child = make_collator(tokenizer, config)(features)
+    assert torch.equal(main["input_ids"], child["input_ids"]) and torch.equal(main["labels"], child["labels"])
+
+
 def test_whole_word_masking_masks_all_pieces(tokenizer) -> None:
     features = encode(SENTENCES, tokenizer, max_length=32, whole_word=True)
     batch = make_collator(tokenizer, TaptConfig(mlm_probability=0.3, whole_word=True, seed=5))(features)
