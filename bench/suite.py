@@ -4,7 +4,8 @@ Each section measures `--repeats` times where a figure can vary (throughput, mem
 the median with the range; quality figures are one training run each (runs are deterministic on
 CPU for a given seed). A section's raw figures, with the machine, versions, commit, date and
 command, are stored in `bench/results/<section>.json`; BENCHMARKS.md is rendered from all stored
-sections, so `--only SECTION` re-measures one and rewrites the whole file. Quality and PEFT
+sections, each followed by `bench/notes/<section>.md` (a hand-written reading of its figures) when
+there is one, so `--only SECTION` re-measures one and rewrites the whole file. Quality and PEFT
 variants reuse finished runs under `runs/` with the same resolved config (see bench/variants.py).
 
 Usage: python bench/suite.py [--data ../shared/data/klue-re] [--repeats 3] [--only speed ...] [--render-only]
@@ -30,8 +31,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 RESULTS = Path(__file__).resolve().parent / "results"
+NOTES = Path(__file__).resolve().parent / "notes"
 QUALITY_EPOCHS = 1  # the ablation budget: the full default takes about an hour here
 PEFT_STEPS = 300
+# The PEFT comparison's base: the default before TAPT was doubled and markers untyped (its runs are
+# the ones measured); `train.epochs` is inert under `max_steps` but part of those runs' configs.
+PEFT_BASE = ["markers.format=typed_entity_marker_punct", "tapt.epochs=2.0", "train.epochs=8"]
 
 
 def in_child(fn, *args):
@@ -77,7 +82,7 @@ def speed_runs(data: str, repeats: int, *args) -> dict:
     runs = [in_child(train_speed_bench.main, Path(data) / "train.csv", *args) for _ in range(repeats)]
     settings = [key for key in runs[0] if isinstance(runs[0][key], dict)]
     return {**{k: v for k, v in runs[0].items() if k not in settings},
-            "settings": {s: {m: spread([r[s][m] for r in runs], 4 if m == "mfu" else 1) for m in runs[0][s]} for s in settings}}
+            "settings": {s: {m: spread([r[s][m] for r in runs], {"mfu": 4, "model_tflops": 3}.get(m, 1)) for m in runs[0][s]} for s in settings}}
 
 
 def measure_gpu(data: str, repeats: int) -> dict:
@@ -130,7 +135,7 @@ def measure_quality(data: str, repeats: int) -> dict:
 def measure_peft(data: str, repeats: int) -> dict:
     from variants import run_group
 
-    return {"steps": PEFT_STEPS, "rows": run_group("peft", data, [f"train.max_steps={PEFT_STEPS}"])}
+    return {"steps": PEFT_STEPS, "base": PEFT_BASE, "rows": run_group("peft", data, [f"train.max_steps={PEFT_STEPS}", *PEFT_BASE])}
 
 
 # ---- rendering: each returns the section's markdown ----
@@ -193,8 +198,8 @@ def render_ddp(r: dict) -> str:
     (one, one_v), (two, two_v) = r["settings"].items()
     ratio = two_v["median"] / one_v["median"]
     return (f"| setting | train samples/s |\n|---|---:|\n| {one} | {fmt(one_v)} |\n| {two} | {fmt(two_v)} |\n\n"
-            f"Two processes run at {ratio:.2f}× the speed of one, on the same cores: data parallelism pays on more cores or machines, "
-            f"not here. {r['steps']} steps of global batch 32 per run.")
+            f"Two processes run at {ratio:.2f}× the speed of one on the same cores (one thread each, against one process with every core's "
+            f"thread). {r['steps']} steps of global batch 32 per run (32 against 2 × 16), default model, no TAPT, validation or test rows.")
 
 
 def render_gpu(r: dict) -> str:
@@ -210,7 +215,7 @@ def render_gpu(r: dict) -> str:
 
 def variant_rows(rows: list[dict], peft: bool = False) -> list[str]:
     head = "| variant | change | micro-F1 | AUPRC | " + ("trainable | saved MiB | " if peft else "") + "s/step | peak RSS MiB | minutes | run |"
-    lines = [head, "|---|---|" + "---:|" * (head.count("|") - 3) + "---|"]
+    lines = [head, "|---|---|" + "---:|" * (head.count("|") - 4) + "---|"]
     for d in rows:
         peak = f"{d['peak_rss_mib']:,}" if d.get("peak_rss_mib") else "—"
         extra = f"{d['trainable']['percent']:.2f}% | {d['model_mib']:.1f} | " if peft else ""
@@ -237,7 +242,8 @@ def render_quality(r: dict) -> str:
 
 
 def render_peft(r: dict) -> str:
-    return "\n".join([f"Every method trains {r['steps']} steps of batch 32 from the default's TAPT encoder, same heads and split:", "",
+    return "\n".join([f"Every method trains {r['steps']} steps of batch 32 from the same TAPT encoder, with the same heads, loss and split, "
+                      f"on the default config with `{' '.join(r['base'])}`:", "",
                       *variant_rows(r["rows"], peft=True)])
 
 
@@ -271,6 +277,8 @@ def render(results: dict[str, dict], current: dict) -> str:
         m = stored["machine"]
         out += [f"Measured {m['date']} at commit {(m['git']['commit'] or '?')[:8]}{' (dirty)' if m['git']['dirty'] else ''} on {m['cpu']} "
                 f"({m['cores']} cores, {m['device']}); `{stored['command']}` ({script}).", "", render_section(stored["figures"]), ""]
+        if (NOTES / f"{key}.md").exists():  # hand-written reading of the figures, kept beside them
+            out += [(NOTES / f"{key}.md").read_text(encoding="utf-8").strip(), ""]
     return "\n".join(out)
 
 

@@ -74,7 +74,22 @@ def test_rendering_states_medians_ranges_ratios_and_what_was_not_measured():
     text = suite.render({"speed": stored(speed), "ddp": stored(ddp)}, suite.machine())
     assert "| ours | 95.0 (90.0–100.0) | 5,000 | 300.0 (290.0–310.0) |" in text
     assert "4.8× faster in training and 3.8× faster in inference" in text  # 95/20 and 300/80
-    assert "Two processes run at 0.75× the speed of one" in text
+    assert "Two processes run at 0.75× the speed of one on the same cores" in text
     assert "Not measured yet: `python bench/suite.py --only quality`." in text
     assert text.count("## ") == len(suite.SECTIONS)
     assert "Not measured yet: no session so far has been lent a GPU machine." in text
+
+
+def test_the_quality_table_states_the_margin_over_tf_idf_and_each_epoch():
+    def row(name, f1, auprc):
+        return {"variant": name, "change": "—", "micro_f1": f1, "auprc": auprc, "accuracy": 70.0, "step_s": 0.3, "peak_rss_mib": None,
+                "minutes": 9.0, "run": f"run-{name}", "curve": [{"epoch": 1.0, "micro_f1": f1 - 5, "auprc": auprc - 9}, {"epoch": 2.0, "micro_f1": f1, "auprc": auprc}]}
+
+    figures = {"tfidf": {"micro_f1": 72.39, "auprc": 56.91, "accuracy": 70.21, "seconds": 360}, "default": row("default", 73.87, 58.19),
+               "ablation": [row("default", 67.0, 46.0), row("no TAPT", 60.0, 35.0)], "epochs": 1,
+               "ensemble": {"members": ["default", "no TAPT"], "micro_f1": 66.0, "auprc": 45.5}}
+    text = suite.render({"quality": stored(figures)}, suite.machine())
+    assert "Default minus TF-IDF: +1.48 micro-F1, +1.28 AUPRC." in text
+    assert "| micro-F1 | 68.87 | 73.87 |" in text and "| AUPRC | 49.19 | 58.19 |" in text
+    assert "| no TAPT | `—` | 60.00 | 35.00 | 0.30 | — | 9.0 | run-no TAPT |" in text
+    assert "Mean of the 2 ablation runs' probabilities: micro-F1 66.00, AUPRC 45.50." in text
