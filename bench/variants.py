@@ -85,16 +85,15 @@ def train_child(overrides: list[str], run_dir: str, name: str) -> None:
     (Path(run_dir) / "bench.json").write_text(json.dumps({"peak_rss_mib": round(peak_mib)}))
 
 
-def run_variant(name: str, overrides: list[str], root: Path) -> Path:
-    """The finished run of this variant: an existing one, or trained now."""
-    from re_pipeline.config import to_yaml
+def run_variant(name: str, overrides: list[str], config, root: Path) -> Path:
+    """The finished run of this variant (`config`, resolved from `overrides`): an existing one, or trained now."""
+    from re_pipeline.config import to_yaml, with_values
 
-    config = resolved(overrides)
     found = matching_run(config, root)
     if found:
         return found
-    config.name = "default"
-    run_dir = root / f"variant-{hashlib.sha256(to_yaml(config).encode()).hexdigest()[:10]}"
+    digest = hashlib.sha256(to_yaml(with_values(config, {"name": "default"})).encode()).hexdigest()[:10]  # the folder's name ignores the run's
+    run_dir = root / f"variant-{digest}"
     start = time.perf_counter()
     child = multiprocessing.get_context("spawn").Process(target=train_child, args=(overrides, str(run_dir), name))
     child.start()
@@ -131,11 +130,12 @@ def run_group(group: str, data: str, shared: list[str], only: list[str] | None =
         if only and name not in only:
             continue
         every = [f"data.train={data}/train.csv", f"data.test={data}/test_data.csv", *shared, *overrides]
-        key = comparable(resolved(every))
+        config = resolved(every)
+        key = comparable(config)
         if key in seen:
             continue
         seen.append(key)
-        rows.append({"variant": name, "change": " ".join(overrides) or "—", **describe(run_variant(name, every, root))})
+        rows.append({"variant": name, "change": " ".join(overrides) or "—", **describe(run_variant(name, every, config, root))})
     return rows
 
 
