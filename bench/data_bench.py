@@ -21,7 +21,14 @@ def bench_load_clean(path: Path = TRAIN, repeats: int = 5) -> dict:
         times.append(time.perf_counter() - start)
     median = statistics.median(times)
     rows = loaded.ledger.rows_read
-    return {"rows": rows, "kept": len(loaded.examples), "median_s": median, "rows_per_s": rows / median, "runs": repeats, "seconds": times}
+    return {
+        "rows": rows,
+        "kept": len(loaded.examples),
+        "median_s": median,
+        "rows_per_s": rows / median,
+        "runs": repeats,
+        "seconds": times,
+    }
 
 
 if __name__ == "__main__":

@@ -23,16 +23,39 @@ STEPS = 60
 
 def samples_per_second(processes: int, data: str, steps: int) -> float:
     batch = 32 // processes
-    sets = [f"data.train={data}/train.csv", "data.test=null", "train.validation=none", "tapt.enabled=false",
-            f"train.max_steps={steps}", f"train.batch_size={batch}", "name=ddp-bench"]
+    sets = [
+        f"data.train={data}/train.csv",
+        "data.test=null",
+        "train.validation=none",
+        "tapt.enabled=false",
+        f"train.max_steps={steps}",
+        f"train.batch_size={batch}",
+        "name=ddp-bench",
+    ]
     launcher = [sys.executable, "-m", "re_pipeline"]
     env = dict(os.environ)
     if processes > 1:
-        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", "-m", "re_pipeline"]
+        launcher = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={processes}",
+            "-m",
+            "re_pipeline",
+        ]
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // processes))
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "run"
-        cmd = [*launcher, "train", "-c", "configs/default.yaml", "--run-dir", str(run_dir), *[a for s in sets for a in ("--set", s)]]
+        cmd = [
+            *launcher,
+            "train",
+            "-c",
+            "configs/default.yaml",
+            "--run-dir",
+            str(run_dir),
+            *[a for s in sets for a in ("--set", s)],
+        ]
         done = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if done.returncode:
             raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")

@@ -42,7 +42,14 @@ def main(train_path: Path, repeats: int = 3) -> dict:
             build_features(loaded.examples, tokenizer, config, loaded.label_set, 256, num_proc=procs)
             times.append(time.perf_counter() - start)
         median = statistics.median(times)
-        out["throughput"].append({"processes": procs, "rows": loaded.ledger.rows_read, "median_s": round(median, 2), "rows_per_s": round(loaded.ledger.rows_read / median)})
+        out["throughput"].append(
+            {
+                "processes": procs,
+                "rows": loaded.ledger.rows_read,
+                "median_s": round(median, 2),
+                "rows_per_s": round(loaded.ledger.rows_read / median),
+            }
+        )
     for fmt in FORMATS:
         for language in ("en", "ko"):
             if fmt == "baseline" and language == "ko":
@@ -52,8 +59,15 @@ def main(train_path: Path, repeats: int = 3) -> dict:
             ds, stats = build_features(loaded.examples, tokenizer, config, loaded.label_set, 256, num_proc=2)
             lengths = np.array(token_lengths(ds))
             out["lengths"].append(
-                {"format": fmt, "types": language, "mean": round(float(lengths.mean()), 1), "p50": int(np.percentile(lengths, 50)),
-                 "p95": int(np.percentile(lengths, 95)), "max_before_window": stats["max_tokens"], "windowed": stats["truncated_window"]}
+                {
+                    "format": fmt,
+                    "types": language,
+                    "mean": round(float(lengths.mean()), 1),
+                    "p50": int(np.percentile(lengths, 50)),
+                    "p95": int(np.percentile(lengths, 95)),
+                    "max_before_window": stats["max_tokens"],
+                    "windowed": stats["truncated_window"],
+                }
             )
     return out
 

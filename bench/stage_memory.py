@@ -21,8 +21,13 @@ from pathlib import Path
 import psutil
 
 # message prefix -> the stage that starts with it; before the first message the data is loaded and cleaned
-STAGES = {"tokenizer:": "tokenizer", "TAPT:": "TAPT", "features:": "format + tokenize", "fold 1: training": "fine-tune",
-          "fold 1: predicting": "predict (validation + test)"}
+STAGES = {
+    "tokenizer:": "tokenizer",
+    "TAPT:": "TAPT",
+    "features:": "format + tokenize",
+    "fold 1: training": "fine-tune",
+    "fold 1: predicting": "predict (validation + test)",
+}
 BUDGET = ["tapt.epochs=0.05", "train.max_steps=50", "train.eval_steps=50"]
 
 
@@ -63,7 +68,10 @@ class StageMeter:
         self.switch("end")
         self.done.set()
         self.thread.join()
-        return {stage: {"peak_rss_mib": round(self.peaks[stage]), "seconds": round(self.seconds[stage], 1)} for stage in self.seconds}
+        return {
+            stage: {"peak_rss_mib": round(self.peaks[stage]), "seconds": round(self.seconds[stage], 1)}
+            for stage in self.seconds
+        }
 
 
 def main(data: str, config_path: str = "configs/default.yaml", extra: tuple[str, ...] = ()) -> dict:

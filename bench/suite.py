@@ -46,18 +46,36 @@ def in_child(fn, *args):
 
 
 def spread(values: list[float], digits: int = 1) -> dict:
-    return {"median": round(statistics.median(values), digits), "min": round(min(values), digits), "max": round(max(values), digits), "runs": values}
+    return {
+        "median": round(statistics.median(values), digits),
+        "min": round(min(values), digits),
+        "max": round(max(values), digits),
+        "runs": values,
+    }
 
 
 def machine() -> dict:
     from re_pipeline.runs import environment
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), platform.processor())
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30), **environment(),
-            "date": time.strftime("%Y-%m-%d %H:%M")}
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30),
+        **environment(),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+    }
 
 
 # ---- measurements: each returns the section's raw figures ----
+
 
 def measure_load_clean(data: str, repeats: int) -> dict:
     from data_bench import bench_load_clean
@@ -77,8 +95,13 @@ def speed_runs(data: str, repeats: int, *args) -> dict:
 
     runs = [in_child(train_speed_bench.main, Path(data) / "train.csv", *args) for _ in range(repeats)]
     settings = [key for key in runs[0] if isinstance(runs[0][key], dict)]
-    return {**{k: v for k, v in runs[0].items() if k not in settings},
-            "settings": {s: {m: spread([r[s][m] for r in runs], {"mfu": 4, "model_tflops": 3}.get(m, 1)) for m in runs[0][s]} for s in settings}}
+    return {
+        **{k: v for k, v in runs[0].items() if k not in settings},
+        "settings": {
+            s: {m: spread([r[s][m] for r in runs], {"mfu": 4, "model_tflops": 3}.get(m, 1)) for m in runs[0][s]}
+            for s in settings
+        },
+    }
 
 
 def measure_gpu(data: str, repeats: int) -> dict:
@@ -92,7 +115,9 @@ def measure_tapt_head(data: str, repeats: int) -> dict:
 
     runs = [in_child(tapt_head_bench.main, Path(data) / "train.csv") for _ in range(repeats)]
     keys = ("full_s", "gathered_s", "head_share")
-    return {"rows": [{**row, **{k: spread([r[i][k] for r in runs], 3) for k in keys}} for i, row in enumerate(runs[0])]}
+    return {
+        "rows": [{**row, **{k: spread([r[i][k] for r in runs], 3) for k in keys}} for i, row in enumerate(runs[0])]
+    }
 
 
 def measure_memory(data: str, repeats: int) -> dict:
@@ -100,8 +125,13 @@ def measure_memory(data: str, repeats: int) -> dict:
 
     runs = [in_child(stage_memory.main, data) for _ in range(repeats)]
     stages = runs[0]["stages"]
-    return {"overrides": runs[0]["overrides"],
-            "stages": {s: {m: spread([r["stages"][s][m] for r in runs], 0 if m == "peak_rss_mib" else 1) for m in stages[s]} for s in stages}}
+    return {
+        "overrides": runs[0]["overrides"],
+        "stages": {
+            s: {m: spread([r["stages"][s][m] for r in runs], 0 if m == "peak_rss_mib" else 1) for m in stages[s]}
+            for s in stages
+        },
+    }
 
 
 def measure_ddp(data: str, repeats: int) -> dict:
@@ -117,22 +147,34 @@ def measure_quality(data: str, repeats: int) -> dict:
 
     from re_pipeline.ensemble import run_ensemble
 
-    out = {"tfidf": tfidf_baseline.main(f"{data}/train.csv"), "default": run_group("default", data, [])[0],
-           "ablation": run_group("ablation", data, [f"train.epochs={QUALITY_EPOCHS}"]), "epochs": QUALITY_EPOCHS}
+    out = {
+        "tfidf": tfidf_baseline.main(f"{data}/train.csv"),
+        "default": run_group("default", data, [])[0],
+        "ablation": run_group("ablation", data, [f"train.epochs={QUALITY_EPOCHS}"]),
+        "epochs": QUALITY_EPOCHS,
+    }
     with tempfile.TemporaryDirectory() as tmp:
         members = [Path("runs") / row["run"] for row in out["ablation"]]
         ensemble = run_ensemble(members, "mean", runs_dir=Path(tmp), submissions_dir=Path(tmp), log=lambda m: None)
-        out["ensemble"] = {"members": [row["variant"] for row in out["ablation"]], **json.loads((ensemble / "result.json").read_text())["metrics"]}
+        out["ensemble"] = {
+            "members": [row["variant"] for row in out["ablation"]],
+            **json.loads((ensemble / "result.json").read_text())["metrics"],
+        }
     return out
 
 
 def measure_peft(data: str, repeats: int) -> dict:
     from variants import run_group
 
-    return {"steps": PEFT_STEPS, "base": PEFT_BASE, "rows": run_group("peft", data, [f"train.max_steps={PEFT_STEPS}", *PEFT_BASE])}
+    return {
+        "steps": PEFT_STEPS,
+        "base": PEFT_BASE,
+        "rows": run_group("peft", data, [f"train.max_steps={PEFT_STEPS}", *PEFT_BASE]),
+    }
 
 
 # ---- rendering: each returns the section's markdown ----
+
 
 def fmt(s: dict, digits: int = 1) -> str:
     if len(s["runs"]) == 1:
@@ -141,136 +183,237 @@ def fmt(s: dict, digits: int = 1) -> str:
 
 
 def render_load_clean(r: dict) -> str:
-    return (f"| rows | median seconds | rows/s |\n|---:|---:|---:|\n| {r['rows']:,} | {r['median_s']:.2f} | {r['rows_per_s']:,.0f} |\n\n"
-            f"Median of {r['runs']} runs, every cleaning rule on; {r['kept']:,} rows kept.")
+    return (
+        f"| rows | median seconds | rows/s |\n|---:|---:|---:|\n| {r['rows']:,} | {r['median_s']:.2f} | {r['rows_per_s']:,.0f} |\n\n"
+        f"Median of {r['runs']} runs, every cleaning rule on; {r['kept']:,} rows kept."
+    )
 
 
 def render_tokenize(r: dict) -> str:
     lines = ["| processes | rows | median seconds | rows/s |", "|---:|---:|---:|---:|"]
-    lines += [f"| {t['processes']} | {t['rows']:,} | {t['median_s']:.2f} | {t['rows_per_s']:,} |" for t in r["throughput"]]
-    lines += ["", "Token lengths per input format (the offline 16k tokenizer; \"windowed\": inputs over 256 tokens cut to a window around both entities):", "",
-              "| format | type names | mean | p50 | p95 | max | windowed |", "|---|---|---:|---:|---:|---:|---:|"]
-    lines += [f"| {x['format']} | {x['types']} | {x['mean']} | {x['p50']} | {x['p95']} | {x['max_before_window']} | {x['windowed']} |" for x in r["lengths"]]
+    lines += [
+        f"| {t['processes']} | {t['rows']:,} | {t['median_s']:.2f} | {t['rows_per_s']:,} |" for t in r["throughput"]
+    ]
+    lines += [
+        "",
+        'Token lengths per input format (the offline 16k tokenizer; "windowed": inputs over 256 tokens cut to a window around both entities):',
+        "",
+        "| format | type names | mean | p50 | p95 | max | windowed |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {x['format']} | {x['types']} | {x['mean']} | {x['p50']} | {x['p95']} | {x['max_before_window']} | {x['windowed']} |"
+        for x in r["lengths"]
+    ]
     return "\n".join(lines)
 
 
 def render_speed(r: dict) -> str:
     (ours, ours_v), (pad, pad_v) = r["settings"].items()
     lines = ["| batching | train samples/s | train tokens/s | inference sentences/s |", "|---|---:|---:|---:|"]
-    lines += [f"| {name} | {fmt(v['train_samples_per_s'])} | {fmt(v['train_tokens_per_s'], 0)} | {fmt(v['inference_sentences_per_s'])} |"
-              for name, v in r["settings"].items()]
+    lines += [
+        f"| {name} | {fmt(v['train_samples_per_s'])} | {fmt(v['train_tokens_per_s'], 0)} | {fmt(v['inference_sentences_per_s'])} |"
+        for name, v in r["settings"].items()
+    ]
     train_gain = ours_v["train_samples_per_s"]["median"] / pad_v["train_samples_per_s"]["median"]
     infer_gain = ours_v["inference_sentences_per_s"]["median"] / pad_v["inference_sentences_per_s"]["median"]
-    lines += ["", f"Our batching is {train_gain:.1f}× faster in training and {infer_gain:.1f}× faster in inference than padding every batch to "
-              f"the dataset's longest row ({r['dataset_max_tokens']} tokens). {r['threads']} torch threads."]
+    lines += [
+        "",
+        f"Our batching is {train_gain:.1f}× faster in training and {infer_gain:.1f}× faster in inference than padding every batch to "
+        f"the dataset's longest row ({r['dataset_max_tokens']} tokens). {r['threads']} torch threads.",
+    ]
     return "\n".join(lines)
 
 
 def render_tapt_head(r: dict) -> str:
-    lines = ["| padding | batch × tokens | masked tokens | full LM head s/step | gathered head s/step | speed-up | head share of the full step |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| padding | batch × tokens | masked tokens | full LM head s/step | gathered head s/step | speed-up | head share of the full step |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
     for x in r["rows"]:
         gain = x["full_s"]["median"] / x["gathered_s"]["median"]
-        lines.append(f"| {x['padding']} | {x['batch']} | {x['masked']} | {fmt(x['full_s'], 2)} | {fmt(x['gathered_s'], 2)} | {gain:.1f}× "
-                     f"| {x['head_share']['median']:.0%} |")
+        lines.append(
+            f"| {x['padding']} | {x['batch']} | {x['masked']} | {fmt(x['full_s'], 2)} | {fmt(x['gathered_s'], 2)} | {gain:.1f}× "
+            f"| {x['head_share']['median']:.0%} |"
+        )
     x = r["rows"][0]
-    lines += ["", f"4 layers × 256, {x['vocab']:,}-token vocabulary, 64 train sentences per step, forward + backward + AdamW, median of 5 steps "
-              f"after a warm-up per run; {x['threads']} threads. The full head projects every position onto the vocabulary; TAPT gathers the "
-              "masked positions first (`GatheredMLM`)."]
+    lines += [
+        "",
+        f"4 layers × 256, {x['vocab']:,}-token vocabulary, 64 train sentences per step, forward + backward + AdamW, median of 5 steps "
+        f"after a warm-up per run; {x['threads']} threads. The full head projects every position onto the vocabulary; TAPT gathers the "
+        "masked positions first (`GatheredMLM`).",
+    ]
     return "\n".join(lines)
 
 
 def render_memory(r: dict) -> str:
     lines = ["| stage | peak RSS MiB | seconds |", "|---|---:|---:|"]
     lines += [f"| {name} | {fmt(v['peak_rss_mib'], 0)} | {fmt(v['seconds'])} |" for name, v in r["stages"].items()]
-    lines += ["", f"One `run_pipeline` call with a fresh cache and short budgets (`{' '.join(r['overrides'][2:])}`); a stage's peak includes what "
-              "earlier stages still hold (data, tokenizer, the Python and torch runtime of about 0.5 GiB)."]
+    lines += [
+        "",
+        f"One `run_pipeline` call with a fresh cache and short budgets (`{' '.join(r['overrides'][2:])}`); a stage's peak includes what "
+        "earlier stages still hold (data, tokenizer, the Python and torch runtime of about 0.5 GiB).",
+    ]
     return "\n".join(lines)
 
 
 def render_ddp(r: dict) -> str:
     (one, one_v), (two, two_v) = r["settings"].items()
     ratio = two_v["median"] / one_v["median"]
-    return (f"| setting | train samples/s |\n|---|---:|\n| {one} | {fmt(one_v)} |\n| {two} | {fmt(two_v)} |\n\n"
-            f"Two processes run at {ratio:.2f}× the speed of one on the same cores (one thread each, against one process with every core's "
-            f"thread). {r['steps']} steps of global batch 32 per run (32 against 2 × 16), default model, no TAPT, validation or test rows.")
+    return (
+        f"| setting | train samples/s |\n|---|---:|\n| {one} | {fmt(one_v)} |\n| {two} | {fmt(two_v)} |\n\n"
+        f"Two processes run at {ratio:.2f}× the speed of one on the same cores (one thread each, against one process with every core's "
+        f"thread). {r['steps']} steps of global batch 32 per run (32 against 2 × 16), default model, no TAPT, validation or test rows."
+    )
 
 
 def render_gpu(r: dict) -> str:
-    lines = ["| model | batching | train samples/s | real tokens/s | model TFLOP/s | MFU | inference sentences/s |", "|---|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| model | batching | train samples/s | real tokens/s | model TFLOP/s | MFU | inference sentences/s |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
     for size in r["sizes"]:
         for name, v in size["settings"].items():
             mfu = f"{v['mfu']['median']:.1%}" if "mfu" in v else "—"
-            lines.append(f"| {size['size']} ({size['non_embedding_params'] / 1e6:.0f}M) | {name} | {fmt(v['train_samples_per_s'])} "
-                         f"| {fmt(v['train_tokens_per_s'], 0)} | {fmt(v['model_tflops'], 1)} | {mfu} | {fmt(v['inference_sentences_per_s'])} |")
-    lines += ["", f"{r['sizes'][0]['device']}, bf16 autocast, batch 32. MFU: model FLOPs on real tokens over the dense bf16 peak."]
+            lines.append(
+                f"| {size['size']} ({size['non_embedding_params'] / 1e6:.0f}M) | {name} | {fmt(v['train_samples_per_s'])} "
+                f"| {fmt(v['train_tokens_per_s'], 0)} | {fmt(v['model_tflops'], 1)} | {mfu} | {fmt(v['inference_sentences_per_s'])} |"
+            )
+    lines += [
+        "",
+        f"{r['sizes'][0]['device']}, bf16 autocast, batch 32. MFU: model FLOPs on real tokens over the dense bf16 peak.",
+    ]
     return "\n".join(lines)
 
 
 def variant_rows(rows: list[dict], peft: bool = False) -> list[str]:
-    head = "| variant | change | micro-F1 | AUPRC | " + ("trainable | saved MiB | " if peft else "") + "s/step | peak RSS MiB | minutes | run |"
+    head = (
+        "| variant | change | micro-F1 | AUPRC | "
+        + ("trainable | saved MiB | " if peft else "")
+        + "s/step | peak RSS MiB | minutes | run |"
+    )
     lines = [head, "|---|---|" + "---:|" * (head.count("|") - 4) + "---|"]
     for d in rows:
         peak = f"{d['peak_rss_mib']:,}" if d.get("peak_rss_mib") else "—"
         extra = f"{d['trainable']['percent']:.2f}% | {d['model_mib']:.1f} | " if peft else ""
-        lines.append(f"| {d['variant']} | `{d['change']}` | {d['micro_f1']:.2f} | {d['auprc']:.2f} | {extra}{d['step_s']:.2f} | {peak} | {d['minutes']:.1f} | {d['run']} |")
+        lines.append(
+            f"| {d['variant']} | `{d['change']}` | {d['micro_f1']:.2f} | {d['auprc']:.2f} | {extra}{d['step_s']:.2f} | {peak} | {d['minutes']:.1f} | {d['run']} |"
+        )
     return lines
 
 
 def render_quality(r: dict) -> str:
     t, d = r["tfidf"], r["default"]
-    lines = ["| model | micro-F1 | AUPRC | accuracy | minutes | run |", "|---|---:|---:|---:|---:|---|",
-             f"| TF-IDF + logistic regression | {t['micro_f1']:.2f} | {t['auprc']:.2f} | {t['accuracy']:.2f} | {t['seconds'] / 60:.1f} | — |",
-             f"| default config | {d['micro_f1']:.2f} | {d['auprc']:.2f} | {d['accuracy']:.2f} | {d['minutes']:.1f} | {d['run']} |", "",
-             f"Default minus TF-IDF: {d['micro_f1'] - t['micro_f1']:+.2f} micro-F1, {d['auprc'] - t['auprc']:+.2f} AUPRC. The default's "
-             "validation scores after each epoch (the best micro-F1 epoch is kept):", "",
-             "| epoch | " + " | ".join(f"{c['epoch']:g}" for c in d["curve"]) + " |", "|---|" + "---:|" * len(d["curve"]),
-             "| micro-F1 | " + " | ".join(f"{c['micro_f1']:.2f}" for c in d["curve"]) + " |",
-             "| AUPRC | " + " | ".join(f"{c['auprc']:.2f}" for c in d["curve"]) + " |", "",
-             "TF-IDF: character 1–4-grams of the marked sentence plus the type pair, `LogisticRegression(C=10)` (`bench/tfidf_baseline.py`).", "",
-             f"Ablation: the default with one change each, every variant at {r['epochs']} fine-tuning epoch(s) (same split and seed):", ""]
+    lines = [
+        "| model | micro-F1 | AUPRC | accuracy | minutes | run |",
+        "|---|---:|---:|---:|---:|---|",
+        f"| TF-IDF + logistic regression | {t['micro_f1']:.2f} | {t['auprc']:.2f} | {t['accuracy']:.2f} | {t['seconds'] / 60:.1f} | — |",
+        f"| default config | {d['micro_f1']:.2f} | {d['auprc']:.2f} | {d['accuracy']:.2f} | {d['minutes']:.1f} | {d['run']} |",
+        "",
+        f"Default minus TF-IDF: {d['micro_f1'] - t['micro_f1']:+.2f} micro-F1, {d['auprc'] - t['auprc']:+.2f} AUPRC. The default's "
+        "validation scores after each epoch (the best micro-F1 epoch is kept):",
+        "",
+        "| epoch | " + " | ".join(f"{c['epoch']:g}" for c in d["curve"]) + " |",
+        "|---|" + "---:|" * len(d["curve"]),
+        "| micro-F1 | " + " | ".join(f"{c['micro_f1']:.2f}" for c in d["curve"]) + " |",
+        "| AUPRC | " + " | ".join(f"{c['auprc']:.2f}" for c in d["curve"]) + " |",
+        "",
+        "TF-IDF: character 1–4-grams of the marked sentence plus the type pair, `LogisticRegression(C=10)` (`bench/tfidf_baseline.py`).",
+        "",
+        f"Ablation: the default with one change each, every variant at {r['epochs']} fine-tuning epoch(s) (same split and seed):",
+        "",
+    ]
     lines += variant_rows(r["ablation"])
     e = r["ensemble"]
-    lines += ["", f"Mean of the {len(e['members'])} ablation runs' probabilities: micro-F1 {e['micro_f1']:.2f}, AUPRC {e['auprc']:.2f}."]
+    lines += [
+        "",
+        f"Mean of the {len(e['members'])} ablation runs' probabilities: micro-F1 {e['micro_f1']:.2f}, AUPRC {e['auprc']:.2f}.",
+    ]
     return "\n".join(lines)
 
 
 def render_peft(r: dict) -> str:
-    return "\n".join([f"Every method trains {r['steps']} steps of batch 32 from the same TAPT encoder, with the same heads, loss and split, "
-                      f"on the default config with `{' '.join(r['base'])}`:", "",
-                      *variant_rows(r["rows"], peft=True)])
+    return "\n".join(
+        [
+            f"Every method trains {r['steps']} steps of batch 32 from the same TAPT encoder, with the same heads, loss and split, "
+            f"on the default config with `{' '.join(r['base'])}`:",
+            "",
+            *variant_rows(r["rows"], peft=True),
+        ]
+    )
 
 
 SECTIONS = {
     "load_clean": ("Load + validate + clean", "bench/data_bench.py", measure_load_clean, render_load_clean),
     "tokenize": ("Load → clean → format → tokenize", "bench/features_bench.py", measure_tokenize, render_tokenize),
-    "speed": ("Training and inference speed: our batching against pad-to-longest", "bench/train_speed_bench.py", speed_runs, render_speed),
-    "tapt_head": ("TAPT: vocabulary projection only at masked positions", "bench/tapt_head_bench.py", measure_tapt_head, render_tapt_head),
+    "speed": (
+        "Training and inference speed: our batching against pad-to-longest",
+        "bench/train_speed_bench.py",
+        speed_runs,
+        render_speed,
+    ),
+    "tapt_head": (
+        "TAPT: vocabulary projection only at masked positions",
+        "bench/tapt_head_bench.py",
+        measure_tapt_head,
+        render_tapt_head,
+    ),
     "memory": ("Peak memory and time of each stage", "bench/stage_memory.py", measure_memory, render_memory),
     "ddp": ("Data-parallel training: one process against two", "bench/ddp_bench.py", measure_ddp, render_ddp),
-    "quality": ("Quality on the KLUE-RE hold-out against TF-IDF", "bench/tfidf_baseline.py, bench/variants.py default|ablation", measure_quality, render_quality),
-    "peft": ("Parameter-efficient fine-tuning against full fine-tuning", "bench/variants.py peft", measure_peft, render_peft),
-    "gpu": ("GPU: base and large encoders in bf16", "bench/train_speed_bench.py --size base|large --device cuda --bf16", measure_gpu, render_gpu),
+    "quality": (
+        "Quality on the KLUE-RE hold-out against TF-IDF",
+        "bench/tfidf_baseline.py, bench/variants.py default|ablation",
+        measure_quality,
+        render_quality,
+    ),
+    "peft": (
+        "Parameter-efficient fine-tuning against full fine-tuning",
+        "bench/variants.py peft",
+        measure_peft,
+        render_peft,
+    ),
+    "gpu": (
+        "GPU: base and large encoders in bf16",
+        "bench/train_speed_bench.py --size base|large --device cuda --bf16",
+        measure_gpu,
+        render_gpu,
+    ),
 }
 
 
 def render(results: dict[str, dict], current: dict) -> str:
     """The whole BENCHMARKS.md from the stored sections."""
-    out = ["# Benchmarks", "", "Written by `make bench` (`python bench/suite.py`) from `bench/results/*.json`; do not edit by hand.",
-           "Quality figures are on the pipeline's stratified 20% hold-out of the cleaned KLUE-RE train set (seed 42), scored with the",
-           "competition metrics; the hold-out is easier than the competition's test set, so they are not leaderboard scores.", "",
-           f"Machine now: {current['cpu']}, {current['cores']} cores, {current['memory_gib']} GiB, {current['device']}; Python {current['python']}, "
-           + ", ".join(f"{k} {v}" for k, v in current["versions"].items() if v) + ".", ""]
+    out = [
+        "# Benchmarks",
+        "",
+        "Written by `make bench` (`python bench/suite.py`) from `bench/results/*.json`; do not edit by hand.",
+        "Quality figures are on the pipeline's stratified 20% hold-out of the cleaned KLUE-RE train set (seed 42), scored with the",
+        "competition metrics; the hold-out is easier than the competition's test set, so they are not leaderboard scores.",
+        "",
+        f"Machine now: {current['cpu']}, {current['cores']} cores, {current['memory_gib']} GiB, {current['device']}; Python {current['python']}, "
+        + ", ".join(f"{k} {v}" for k, v in current["versions"].items() if v)
+        + ".",
+        "",
+    ]
     for key, (title, script, _, render_section) in SECTIONS.items():
         out += [f"## {title}", ""]
         stored = results.get(key)
         if stored is None:
-            why = "no session so far has been lent a GPU machine" if key == "gpu" else f"`python bench/suite.py --only {key}`"
+            why = (
+                "no session so far has been lent a GPU machine"
+                if key == "gpu"
+                else f"`python bench/suite.py --only {key}`"
+            )
             out += [f"Not measured yet: {why}.", ""]
             continue
         m = stored["machine"]
-        out += [f"Measured {m['date']} at commit {(m['git']['commit'] or '?')[:8]}{' (dirty)' if m['git']['dirty'] else ''} on {m['cpu']} "
-                f"({m['cores']} cores, {m['device']}); `{stored['command']}` ({script}).", "", render_section(stored["figures"]), ""]
+        out += [
+            f"Measured {m['date']} at commit {(m['git']['commit'] or '?')[:8]}{' (dirty)' if m['git']['dirty'] else ''} on {m['cpu']} "
+            f"({m['cores']} cores, {m['device']}); `{stored['command']}` ({script}).",
+            "",
+            render_section(stored["figures"]),
+            "",
+        ]
         if (NOTES / f"{key}.md").exists():  # hand-written reading of the figures, kept beside them
             out += [(NOTES / f"{key}.md").read_text(encoding="utf-8").strip(), ""]
     return "\n".join(out)
@@ -284,8 +427,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="../shared/data/klue-re", help="folder with train.csv and test_data.csv")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--only", action="append", choices=sorted(SECTIONS), help="measure only these sections (the file is still rewritten whole)")
-    parser.add_argument("--render-only", action="store_true", help="rewrite BENCHMARKS.md from the stored results, measuring nothing")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=sorted(SECTIONS),
+        help="measure only these sections (the file is still rewritten whole)",
+    )
+    parser.add_argument(
+        "--render-only", action="store_true", help="rewrite BENCHMARKS.md from the stored results, measuring nothing"
+    )
     parser.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
     args = parser.parse_args()
     if not args.render_only and not (Path(args.data) / "train.csv").is_file():
@@ -298,7 +448,12 @@ def main() -> None:
         start = time.perf_counter()
         figures = measure(args.data, args.repeats)
         command = f"python bench/suite.py --only {key} --data {args.data} --repeats {args.repeats}"
-        stored = {"machine": machine(), "command": command, "seconds": round(time.perf_counter() - start), "figures": figures}
+        stored = {
+            "machine": machine(),
+            "command": command,
+            "seconds": round(time.perf_counter() - start),
+            "figures": figures,
+        }
         (RESULTS / f"{key}.json").write_text(json.dumps(stored, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
         print(f"   {stored['seconds']} s", flush=True)
     args.out.write_text(render(load_results(), machine()), encoding="utf-8")

@@ -16,14 +16,14 @@ import random
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch.nn import functional as F
 
-from re_pipeline.models.backbone import BackboneConfig, build_config, default_tokenizer
 from re_pipeline.data.load import load_data
+from re_pipeline.models.backbone import BackboneConfig, build_config, default_tokenizer
 from re_pipeline.tapt import GatheredMLM, TaptConfig, encode, make_collator
 
 KLUE_TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "klue-re" / "train.csv"
@@ -82,12 +82,25 @@ def main(train_path: Path = KLUE_TRAIN, cache_dir: str = ".cache/bench-tokenizer
         collator.pad_to_multiple_of = pad_to
         batch = collator(encode(sample, tokenizer, config.max_length, whole_word=False))
         mlm = XLMRobertaForMaskedLM(build_config(backbone, len(tokenizer), tokenizer.pad_token_id))
-        steps = {"full": train_step(mlm, batch), "head": full_head_only(mlm, batch), "gathered": train_step(GatheredMLM(mlm), batch)}
+        steps = {
+            "full": train_step(mlm, batch),
+            "head": full_head_only(mlm, batch),
+            "gathered": train_step(GatheredMLM(mlm), batch),
+        }
         timed = median_seconds(steps)
         size, width = batch["input_ids"].shape
-        rows.append({"padding": "to the batch's longest" if pad_to is None else f"to {pad_to}", "batch": f"{size} x {width}",
-                     "masked": int((batch["labels"] != -100).sum()), "vocab": len(tokenizer), "threads": torch.get_num_threads(),
-                     "full_s": timed["full"], "gathered_s": timed["gathered"], "head_share": timed["head"] / timed["full"]})
+        rows.append(
+            {
+                "padding": "to the batch's longest" if pad_to is None else f"to {pad_to}",
+                "batch": f"{size} x {width}",
+                "masked": int((batch["labels"] != -100).sum()),
+                "vocab": len(tokenizer),
+                "threads": torch.get_num_threads(),
+                "full_s": timed["full"],
+                "gathered_s": timed["gathered"],
+                "head_share": timed["head"] / timed["full"],
+            }
+        )
     return rows
 
 

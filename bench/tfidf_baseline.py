@@ -27,11 +27,15 @@ def main(path: str) -> dict:
     cfg = Config()
     loaded = load_data(path)
     examples, label_set = loaded.examples, loaded.label_set
-    train_idx, val_idx = split_indices([ex.label for ex in examples], [ex.id for ex in examples], cfg.train, cfg.seed)[0]
+    train_idx, val_idx = split_indices([ex.label for ex in examples], [ex.id for ex in examples], cfg.train, cfg.seed)[
+        0
+    ]
     markers = MarkerConfig(format="typed_entity_marker_punct")
     texts = [f"{ex.subject.type}|{ex.object.type} {mark(ex, markers).text}" for ex in examples]
     y = np.array(label_set.ids(ex.label for ex in examples))
-    vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 4), min_df=2, sublinear_tf=True, max_features=300_000)
+    vectorizer = TfidfVectorizer(
+        analyzer="char_wb", ngram_range=(1, 4), min_df=2, sublinear_tf=True, max_features=300_000
+    )
     x_train = vectorizer.fit_transform([texts[i] for i in train_idx])
     x_val = vectorizer.transform([texts[i] for i in val_idx])
     clf = LogisticRegression(C=10.0, max_iter=2000)
@@ -39,7 +43,12 @@ def main(path: str) -> dict:
     probs = np.zeros((len(val_idx), len(label_set)))
     probs[:, clf.classes_] = clf.predict_proba(x_val)
     metrics = compute_metrics(y[val_idx], probs)
-    return {"train_rows": len(train_idx), "val_rows": len(val_idx), **metrics, "seconds": round(time.perf_counter() - start, 1)}
+    return {
+        "train_rows": len(train_idx),
+        "val_rows": len(val_idx),
+        **metrics,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
 
 
 if __name__ == "__main__":

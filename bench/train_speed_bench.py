@@ -34,8 +34,11 @@ from re_pipeline.train import EpochLengthSampler, RelationCollator, add_pair_col
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "klue-re"
 DEFAULT = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
 ROWS, STEPS, BATCH, EVAL_ROWS, EVAL_BATCH = 4096, 30, 32, 2048, 128
-SIZES = {"default": {}, "base": dict(hidden_size=768, num_layers=12, num_heads=12, intermediate_size=3072),
-         "large": dict(hidden_size=1024, num_layers=24, num_heads=16, intermediate_size=4096)}
+SIZES = {
+    "default": {},
+    "base": dict(hidden_size=768, num_layers=12, num_heads=12, intermediate_size=3072),
+    "large": dict(hidden_size=1024, num_layers=24, num_heads=16, intermediate_size=4096),
+}
 PEAK_BF16 = {"H100 PCIe": 756e12, "H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense bf16 FLOP/s by device name
 
 
@@ -47,7 +50,9 @@ def batches(ds, order, collator, size, device):
 def model_flops(batch: dict, backbone: BackboneConfig, params: int) -> float:
     """Training FLOPs of one step on the batch's real (unpadded) tokens."""
     lengths = batch["attention_mask"].sum(dim=1).double()
-    return 6 * params * float(lengths.sum()) + 12 * backbone.num_layers * backbone.hidden_size * float((lengths**2).sum())
+    return 6 * params * float(lengths.sum()) + 12 * backbone.num_layers * backbone.hidden_size * float(
+        (lengths**2).sum()
+    )
 
 
 def peak_flops(device: str) -> float | None:
@@ -62,7 +67,9 @@ def main(train_path: Path, size: str = "default", device: str = "cpu", bf16: boo
     cfg = load_config(DEFAULT)  # its markers, heads and loss; the encoder's size from SIZES
     backbone = BackboneConfig(**SIZES[size])
     loaded = load_data(train_path)
-    sentences = sorted({ex.sentence for p in (train_path, train_path.parent / "test_data.csv") for ex in load_data(p).examples})
+    sentences = sorted(
+        {ex.sentence for p in (train_path, train_path.parent / "test_data.csv") for ex in load_data(p).examples}
+    )
     tokenizer = default_tokenizer(sentences, cfg.model.backbone, Path(".cache/bench-tokenizer-16k"))
     prepare_tokenizer(tokenizer, cfg.markers, ["PER", "ORG", "LOC", "DAT", "POH", "NOH"])
     rng = np.random.default_rng(0)
@@ -76,14 +83,25 @@ def main(train_path: Path, size: str = "default", device: str = "cpu", bf16: boo
     model.to(device)
     ds = add_pair_column(ds, pairs)
     lengths = token_lengths(ds)
-    out = {"size": size, "device": torch.cuda.get_device_name(0) if device == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
-           "bf16": bf16, "non_embedding_params": params, "dataset_max_tokens": dataset_max, "threads": torch.get_num_threads()}
+    out = {
+        "size": size,
+        "device": torch.cuda.get_device_name(0) if device == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
+        "bf16": bf16,
+        "non_embedding_params": params,
+        "dataset_max_tokens": dataset_max,
+        "threads": torch.get_num_threads(),
+    }
     autocast = torch.autocast(device, dtype=torch.bfloat16) if bf16 else nullcontext()
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     peak = peak_flops(device)
     eval_ds = ds.select(range(EVAL_ROWS))
     for name, pad_to, order, eval_order in (
-        ("dynamic + length grouping", None, list(EpochLengthSampler(BATCH, lengths, 0)), length_order(eval_ds).tolist()),
+        (
+            "dynamic + length grouping",
+            None,
+            list(EpochLengthSampler(BATCH, lengths, 0)),
+            length_order(eval_ds).tolist(),
+        ),
         ("pad to dataset max", dataset_max, rng.permutation(len(ds)).tolist(), list(range(EVAL_ROWS))),
     ):
         collator = RelationCollator(tokenizer.pad_token_id, pad_to)
@@ -114,8 +132,12 @@ def main(train_path: Path, size: str = "default", device: str = "cpu", bf16: boo
         infer = time.perf_counter() - start
         step_s = statistics.median(times)
         achieved = sum(flops) / sum(times)
-        out[name] = {"train_samples_per_s": round(BATCH / step_s, 1), "train_tokens_per_s": round(sum(tokens) / sum(times)),
-                     "inference_sentences_per_s": round(EVAL_ROWS / infer, 1), "model_tflops": round(achieved / 1e12, 3)}
+        out[name] = {
+            "train_samples_per_s": round(BATCH / step_s, 1),
+            "train_tokens_per_s": round(sum(tokens) / sum(times)),
+            "inference_sentences_per_s": round(EVAL_ROWS / infer, 1),
+            "model_tflops": round(achieved / 1e12, 3),
+        }
         if peak:
             out[name]["mfu"] = round(achieved / peak, 4)
     return out

@@ -41,7 +41,11 @@ GROUPS = {
         "LoRA r=8 (q,v)": ["model.peft.method=lora", "train.learning_rate=1e-3"],
         "Houlsby adapters (1/16)": ["model.peft.method=houlsby", "train.learning_rate=1e-3"],
         "Pfeiffer adapters (1/16)": ["model.peft.method=pfeiffer", "train.learning_rate=1e-3"],
-        "P-tuning v2 (prefix 20, MLP)": ["model.peft.method=prefix", "model.peft.prefix_projection=true", "train.learning_rate=5e-3"],
+        "P-tuning v2 (prefix 20, MLP)": [
+            "model.peft.method=prefix",
+            "model.peft.prefix_projection=true",
+            "train.learning_rate=5e-3",
+        ],
     },
 }
 
@@ -92,7 +96,9 @@ def run_variant(name: str, overrides: list[str], config, root: Path) -> Path:
     found = matching_run(config, root)
     if found:
         return found
-    digest = hashlib.sha256(to_yaml(with_values(config, {"name": "default"})).encode()).hexdigest()[:10]  # the folder's name ignores the run's
+    digest = hashlib.sha256(to_yaml(with_values(config, {"name": "default"})).encode()).hexdigest()[
+        :10
+    ]  # the folder's name ignores the run's
     run_dir = root / f"variant-{digest}"
     start = time.perf_counter()
     child = multiprocessing.get_context("spawn").Process(target=train_child, args=(overrides, str(run_dir), name))
@@ -110,7 +116,11 @@ def describe(run_dir: Path) -> dict:
     train_log = next(e for e in fold["log_history"] if "train_runtime" in e)
     steps = max(e.get("step", 0) for e in fold["log_history"])
     model_bytes = sum(p.stat().st_size for p in (run_dir / "fold0" / "model").rglob("*") if p.is_file())
-    bench = json.loads((run_dir / "bench.json").read_text()) if (run_dir / "bench.json").exists() else {"peak_rss_mib": None}
+    bench = (
+        json.loads((run_dir / "bench.json").read_text())
+        if (run_dir / "bench.json").exists()
+        else {"peak_rss_mib": None}
+    )
     return {
         **result["metrics"],
         "run": run_dir.name,
@@ -118,12 +128,18 @@ def describe(run_dir: Path) -> dict:
         "step_s": train_log["train_runtime"] / steps,
         "model_mib": model_bytes / 2**20,
         "trainable": fold.get("trainable"),
-        "curve": [{"epoch": e["epoch"], "micro_f1": e["eval_micro_f1"], "auprc": e["eval_auprc"]} for e in fold["log_history"] if "eval_micro_f1" in e],
+        "curve": [
+            {"epoch": e["epoch"], "micro_f1": e["eval_micro_f1"], "auprc": e["eval_auprc"]}
+            for e in fold["log_history"]
+            if "eval_micro_f1" in e
+        ],
         **bench,
     }
 
 
-def run_group(group: str, data: str, shared: list[str], only: list[str] | None = None, root: Path = Path("runs")) -> list[dict]:
+def run_group(
+    group: str, data: str, shared: list[str], only: list[str] | None = None, root: Path = Path("runs")
+) -> list[dict]:
     """Every variant of `group` (or `only` these), trained or reused: one `describe` row each, with its name and change."""
     rows, seen = [], []
     for name, overrides in GROUPS[group].items():
@@ -135,7 +151,9 @@ def run_group(group: str, data: str, shared: list[str], only: list[str] | None =
         if key in seen:
             continue
         seen.append(key)
-        rows.append({"variant": name, "change": " ".join(overrides) or "—", **describe(run_variant(name, every, config, root))})
+        rows.append(
+            {"variant": name, "change": " ".join(overrides) or "—", **describe(run_variant(name, every, config, root))}
+        )
     return rows
 
 
@@ -153,8 +171,10 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|")
     for d in rows:
         peak = f"{d['peak_rss_mib']:,}" if d["peak_rss_mib"] else "—"
-        print(f"| {d['variant']} | {d['change']} | {d['run']} | {d['micro_f1']:.2f} | {d['auprc']:.2f} | {d['trainable']['percent']:.2f}% "
-              f"| {d['model_mib']:.1f} | {d['step_s']:.2f} | {peak} | {d['minutes']:.1f} |")
+        print(
+            f"| {d['variant']} | {d['change']} | {d['run']} | {d['micro_f1']:.2f} | {d['auprc']:.2f} | {d['trainable']['percent']:.2f}% "
+            f"| {d['model_mib']:.1f} | {d['step_s']:.2f} | {peak} | {d['minutes']:.1f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ import functools
 import json
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -17,7 +16,9 @@ from .config import Config, load_config
 from .errors import PipelineError
 from .io_utils import atomic_write
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Korean relation extraction pipeline (KLUE-RE style).")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Korean relation extraction pipeline (KLUE-RE style)."
+)
 console = Console(stderr=True)
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config file")
@@ -40,7 +41,7 @@ def user_errors(fn):
     return wrapper
 
 
-def _config(path: Optional[Path], overrides: Optional[list[str]]) -> Config:
+def _config(path: Path | None, overrides: list[str] | None) -> Config:
     return load_config(path, overrides or [])
 
 
@@ -49,7 +50,9 @@ def print_table(title: str, rows: list[dict]) -> None:
     run id) never wraps; the others fold when the terminal is narrow."""
     table = Table(title=title)
     for i, col in enumerate(rows[0]):
-        table.add_column(col, justify="right" if isinstance(rows[0][col], int) else "left", overflow="fold", no_wrap=i == 0)
+        table.add_column(
+            col, justify="right" if isinstance(rows[0][col], int) else "left", overflow="fold", no_wrap=i == 0
+        )
     for row in rows:
         table.add_row(*(f"{v:,}" if isinstance(v, int) else str(v) for v in row.values()))
     console.print(table)
@@ -71,9 +74,11 @@ def print_ledger(summary: dict) -> None:
 @user_errors
 def clean(
     file: Path = typer.Argument(..., help="CSV or KLUE JSON file, or hub:klue/re:SPLIT"),
-    out_dir: Path = typer.Option(Path("data/clean"), "--out-dir", "-o", help="where the cleaned file, audit and quarantine go"),
-    config: Optional[Path] = ConfigOpt,
-    set_: Optional[list[str]] = SetOpt,
+    out_dir: Path = typer.Option(
+        Path("data/clean"), "--out-dir", "-o", help="where the cleaned file, audit and quarantine go"
+    ),
+    config: Path | None = ConfigOpt,
+    set_: list[str] | None = SetOpt,
 ):
     """Load, validate and clean a data file; write the cleaned CSV, the audit CSV and the quarantine CSV."""
     from .data.io import write_examples_csv
@@ -86,11 +91,18 @@ def clean(
     out_dir.mkdir(parents=True, exist_ok=True)
     write_examples_csv(out_dir / f"{stem}.clean.csv", loaded.examples)
     loaded.ledger.write(out_dir / f"{stem}.audit.csv", out_dir / f"{stem}.quarantine.csv")
-    summary = {**loaded.ledger.summary(), "label_set": loaded.label_set.name, "labels": len(loaded.label_set), "fingerprint": loaded.fingerprint}
+    summary = {
+        **loaded.ledger.summary(),
+        "label_set": loaded.label_set.name,
+        "labels": len(loaded.label_set),
+        "fingerprint": loaded.fingerprint,
+    }
     with atomic_write(out_dir / f"{stem}.summary.json") as fh:
         json.dump(summary, fh, ensure_ascii=False, indent=1)
     print_ledger(summary)
-    console.print(f"labels: {summary['label_set']} ({summary['labels']}); fingerprint {loaded.fingerprint}; outputs in {out_dir}/{stem}.*")
+    console.print(
+        f"labels: {summary['label_set']} ({summary['labels']}); fingerprint {loaded.fingerprint}; outputs in {out_dir}/{stem}.*"
+    )
 
 
 @app.command("augment")
@@ -98,8 +110,8 @@ def clean(
 def augment_cmd(
     file: Path = typer.Argument(..., help="training file (CSV or KLUE JSON)"),
     out: Path = typer.Option(Path("data/augmented/train.augmented.csv"), "--out", "-o", help="augmented CSV to write"),
-    config: Optional[Path] = ConfigOpt,
-    set_: Optional[list[str]] = SetOpt,
+    config: Path | None = ConfigOpt,
+    set_: list[str] | None = SetOpt,
 ):
     """Load and clean a training file, apply the config's `augment.methods`, write originals + children."""
     from .data.augment import augment, summary_table
@@ -114,7 +126,9 @@ def augment_cmd(
         examples, summary = augment(loaded.examples, cfg.augment)
     write_examples_csv(out, examples)
     print_table("augmentation", summary_table(summary))
-    console.print(f"{len(loaded.examples):,} originals + {len(examples) - len(loaded.examples):,} children written to {out}")
+    console.print(
+        f"{len(loaded.examples):,} originals + {len(examples) - len(loaded.examples):,} children written to {out}"
+    )
 
 
 @app.command("validate-submission")
@@ -141,7 +155,7 @@ def validate_submission_cmd(
 DEFAULT_TRAIN = "data/raw/train.csv"
 
 
-def resolve_data(cfg: Config, data: Optional[Path]) -> None:
+def resolve_data(cfg: Config, data: Path | None) -> None:
     """`--data DIR` (train.csv + test_data.csv) or a file; with no data at all, a generated sample."""
     if data is not None:
         if data.is_dir():
@@ -167,12 +181,16 @@ def resolve_data(cfg: Config, data: Optional[Path]) -> None:
 @app.command()
 @user_errors
 def train(
-    config: Optional[Path] = RunConfigOpt,
-    data: Optional[Path] = DataOpt,
-    set_: Optional[list[str]] = SetOpt,
-    resume: Optional[Path] = typer.Option(None, "--resume", help="continue an interrupted run folder from its last checkpoint"),
-    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="the new run folder (default runs/<time>-<name>)"),
-    fold: Optional[list[int]] = typer.Option(None, "--fold", help="train only this fold, from 0 (repeatable); --resume later assembles the run"),
+    config: Path | None = RunConfigOpt,
+    data: Path | None = DataOpt,
+    set_: list[str] | None = SetOpt,
+    resume: Path | None = typer.Option(
+        None, "--resume", help="continue an interrupted run folder from its last checkpoint"
+    ),
+    run_dir: Path | None = typer.Option(None, "--run-dir", help="the new run folder (default runs/<time>-<name>)"),
+    fold: list[int] | None = typer.Option(
+        None, "--fold", help="train only this fold, from 0 (repeatable); --resume later assembles the run"
+    ),
 ):
     """Train a model (load, clean, TAPT, folds), score it, and write a validated submission.
 
@@ -195,7 +213,10 @@ def train(
     if not distributed().is_main_process:
         return
     if fold:
-        console.print(f"fold(s) {', '.join(map(str, fold))} trained in {run_dir}; `re-pipeline train --resume {run_dir}` assembles the run", highlight=False)
+        console.print(
+            f"fold(s) {', '.join(map(str, fold))} trained in {run_dir}; `re-pipeline train --resume {run_dir}` assembles the run",
+            highlight=False,
+        )
         return
     result = json.loads((run_dir / "result.json").read_text(encoding="utf-8"))
     metrics = result.get("metrics")
@@ -209,12 +230,14 @@ def train(
 @app.command()
 @user_errors
 def hpsearch(
-    config: Optional[Path] = RunConfigOpt,
-    data: Optional[Path] = DataOpt,
-    set_: Optional[list[str]] = SetOpt,
+    config: Path | None = RunConfigOpt,
+    data: Path | None = DataOpt,
+    set_: list[str] | None = SetOpt,
     trials: int = typer.Option(20, "--trials", "-n", help="trials to run in this invocation"),
-    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL shared by workers (default sqlite:///runs/hpsearch/<study>.db)"),
-    study: Optional[str] = typer.Option(None, "--study", help="study name (default: the config's name)"),
+    storage: str | None = typer.Option(
+        None, "--storage", help="Optuna storage URL shared by workers (default sqlite:///runs/hpsearch/<study>.db)"
+    ),
+    study: str | None = typer.Option(None, "--study", help="study name (default: the config's name)"),
 ):
     """Search hyperparameters with Optuna over the config's `search.space`; each trial is a run folder.
 
@@ -231,11 +254,13 @@ def hpsearch(
 @user_errors
 def jobs(
     configs: list[Path] = typer.Argument(..., help="config files: one job each, or one per fold with --folds"),
-    data: Optional[Path] = DataOpt,
-    set_: Optional[list[str]] = SetOpt,
+    data: Path | None = DataOpt,
+    set_: list[str] | None = SetOpt,
     folds: bool = typer.Option(False, "--folds", help="every fold of a config as a job of its own"),
     workers: int = typer.Option(1, "--workers", "-w", help="jobs running at a time"),
-    ensemble: str = typer.Option("mean", "--ensemble", "-e", help="mean | fit-f1 | fit-auprc | none: how the finished runs are combined"),
+    ensemble: str = typer.Option(
+        "mean", "--ensemble", "-e", help="mean | fit-f1 | fit-auprc | none: how the finished runs are combined"
+    ),
 ):
     """Train several configs (or the folds of one) as separate processes, N at a time, then ensemble the runs."""
     from .jobs import run_jobs
@@ -244,7 +269,18 @@ def jobs(
     for cfg in cfgs:
         resolve_data(cfg, data)
     done, finished, combined = run_jobs(cfgs, workers, folds, None if ensemble == "none" else ensemble, log=_log)
-    print_table("jobs", [{"job": job.name, "status": "done" if job.returncode == 0 else f"failed ({job.returncode})", "seconds": round(job.seconds), "log": str(job.log)} for job in done])
+    print_table(
+        "jobs",
+        [
+            {
+                "job": job.name,
+                "status": "done" if job.returncode == 0 else f"failed ({job.returncode})",
+                "seconds": round(job.seconds),
+                "log": str(job.log),
+            }
+            for job in done
+        ],
+    )
     console.print(f"finished runs: {', '.join(map(str, finished)) or 'none'}", highlight=False)
     if combined is not None:
         console.print(f"ensemble ({ensemble}): {combined}", highlight=False)
@@ -255,9 +291,9 @@ def jobs(
 @app.command()
 @user_errors
 def tapt(
-    config: Optional[Path] = RunConfigOpt,
-    data: Optional[Path] = DataOpt,
-    set_: Optional[list[str]] = SetOpt,
+    config: Path | None = RunConfigOpt,
+    data: Path | None = DataOpt,
+    set_: list[str] | None = SetOpt,
 ):
     """Task-adaptive pretraining alone: masked LM on the train + test sentences, saved as a run's `model/`."""
     from .pipeline import run_tapt_stage
@@ -266,8 +302,14 @@ def tapt(
     resolve_data(cfg, data)
     run_dir = run_tapt_stage(cfg, log=_log)
     result = json.loads((run_dir / "result.json").read_text(encoding="utf-8"))
-    console.print(f"TAPT: {result['tapt']['steps']:,} steps, final masked-LM loss {result['tapt']['final_loss']}; run folder: {run_dir}")
-    console.print(f"train on it: --set model.backbone.name={result['model']} --set tapt.enabled=false", markup=False, highlight=False)
+    console.print(
+        f"TAPT: {result['tapt']['steps']:,} steps, final masked-LM loss {result['tapt']['final_loss']}; run folder: {run_dir}"
+    )
+    console.print(
+        f"train on it: --set model.backbone.name={result['model']} --set tapt.enabled=false",
+        markup=False,
+        highlight=False,
+    )
 
 
 @app.command()
@@ -275,7 +317,9 @@ def tapt(
 def predict(
     run_dir: Path = typer.Argument(..., help="a run folder (runs/<run_id>)"),
     data: Path = typer.Option(..., "--data", "-d", help="test file to predict"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="submission path (default submissions/<run>-<data>.csv)"),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="submission path (default submissions/<run>-<data>.csv)"
+    ),
 ):
     """Predict a test file with a trained run and write a validated submission."""
     from .predict import predict_file
@@ -294,7 +338,9 @@ app.add_typer(runs_app, name="runs")
 
 def cells(rows: list[dict]) -> list[dict]:
     """Table rows with floats to two decimals and missing values as '-'."""
-    return [{k: "-" if v is None else f"{v:.2f}" if isinstance(v, float) else v for k, v in row.items()} for row in rows]
+    return [
+        {k: "-" if v is None else f"{v:.2f}" if isinstance(v, float) else v for k, v in row.items()} for row in rows
+    ]
 
 
 @runs_app.callback()
@@ -302,7 +348,7 @@ def cells(rows: list[dict]) -> list[dict]:
 def runs_list(
     ctx: typer.Context,
     sort: str = typer.Option("run", "--sort", help="column to sort by (metrics best first)"),
-    filter_: Optional[str] = typer.Option(None, "--filter", help="only runs whose id or config name contains this text"),
+    filter_: str | None = typer.Option(None, "--filter", help="only runs whose id or config name contains this text"),
     runs_dir: Path = RunsDirOpt,
 ):
     """A table of run folders: run, config, data fingerprint, micro-F1, AUPRC, minutes, status (unfinished runs flagged)."""
@@ -339,18 +385,26 @@ def runs_compare(a: str = RunArg, b: str = RunArg, runs_dir: Path = RunsDirOpt):
     console.print(f"A = {a_dir}, B = {b_dir}", highlight=False)
     for title in ("config", "data"):
         if diff[title]:
-            print_table(f"{title}: {len(diff[title])} differences", cells([{"key": r["key"], "A": str(r["a"]), "B": str(r["b"])} for r in diff[title]]))
+            print_table(
+                f"{title}: {len(diff[title])} differences",
+                cells([{"key": r["key"], "A": str(r["a"]), "B": str(r["b"])} for r in diff[title]]),
+            )
         else:
             console.print(f"{title}: identical")
     if diff["metrics"]:
-        print_table("metrics", cells([{"metric": r["metric"], "A": r["a"], "B": r["b"], "B - A": r["diff"]} for r in diff["metrics"]]))
+        print_table(
+            "metrics",
+            cells([{"metric": r["metric"], "A": r["a"], "B": r["b"], "B - A": r["diff"]} for r in diff["metrics"]]),
+        )
 
 
 @app.command()
 @user_errors
 def reproduce(
     run: str = RunArg,
-    tolerance: Optional[float] = typer.Option(None, "--tolerance", help="largest allowed metric difference in points (default: 0 on CPU, 0.5 on GPU)"),
+    tolerance: float | None = typer.Option(
+        None, "--tolerance", help="largest allowed metric difference in points (default: 0 on CPU, 0.5 on GPU)"
+    ),
     runs_dir: Path = RunsDirOpt,
     submissions_dir: Path = SubmissionsDirOpt,
 ):
@@ -369,12 +423,19 @@ def reproduce(
     for change in environment_changes(old.get("environment") or {}):
         console.print(f"[yellow]environment differs from the run's:[/] {change}", highlight=False)
     new_dir = rerun(run_dir, runs_dir, submissions_dir, log=_log)
-    rows = metric_rows(old.get("metrics"), json.loads((new_dir / "result.json").read_text(encoding="utf-8")).get("metrics"))
-    print_table(f"{run_dir.name} (old) vs {new_dir.name} (new)", cells([{"metric": r["metric"], "old": r["a"], "new": r["b"], "new - old": r["diff"]} for r in rows]))
+    rows = metric_rows(
+        old.get("metrics"), json.loads((new_dir / "result.json").read_text(encoding="utf-8")).get("metrics")
+    )
+    print_table(
+        f"{run_dir.name} (old) vs {new_dir.name} (new)",
+        cells([{"metric": r["metric"], "old": r["a"], "new": r["b"], "new - old": r["diff"]} for r in rows]),
+    )
     tolerance = default_tolerance() if tolerance is None else tolerance
     off = [r["metric"] for r in rows if r["diff"] is None or abs(r["diff"]) > tolerance]
     if off:
-        console.print(f"[bold red]not reproduced:[/] {', '.join(off)} differ by more than {tolerance} points", highlight=False)
+        console.print(
+            f"[bold red]not reproduced:[/] {', '.join(off)} differ by more than {tolerance} points", highlight=False
+        )
         raise typer.Exit(1)
     console.print(f"[green]reproduced[/] within {tolerance} points: {new_dir}", highlight=False)
 
@@ -395,7 +456,9 @@ def report(run: str = RunArg, runs_dir: Path = RunsDirOpt):
 def ensemble_cmd(
     members: list[Path] = typer.Argument(..., help="run folders and/or submission CSVs"),
     method: str = typer.Option("mean", "--method", "-m", help="mean | weighted | fit-f1 | fit-auprc"),
-    weights: Optional[str] = typer.Option(None, "--weights", "-w", help="with --method weighted: one weight per member, e.g. 0.5,0.3,0.2"),
+    weights: str | None = typer.Option(
+        None, "--weights", "-w", help="with --method weighted: one weight per member, e.g. 0.5,0.3,0.2"
+    ),
     labels: str = typer.Option("klue", "--labels", help="label order of CSV members: klue or a label JSON"),
     runs_dir: Path = RunsDirOpt,
     submissions_dir: Path = SubmissionsDirOpt,

@@ -34,7 +34,9 @@ class Member:
     labels: LabelSet
     probs: np.ndarray  # test rows x labels
     result: dict | None = None  # a run member's result.json
-    oof: tuple[list[str], list[str], np.ndarray] | None = None  # out-of-fold ids, gold labels, probs (NaN: not validated)
+    oof: tuple[list[str], list[str], np.ndarray] | None = (
+        None  # out-of-fold ids, gold labels, probs (NaN: not validated)
+    )
 
 
 def load_member(path: Path, labels: LabelSet) -> Member:
@@ -45,16 +47,27 @@ def load_member(path: Path, labels: LabelSet) -> Member:
             raise PipelineError(f"{path} has no submission (trained without a test file)")
         ids, _, probs = read_submission(result["submission"])
         has_oof = (path / "oof_probs.npy").exists()
-        return Member(str(path), ids, LabelSet.from_dict(read_json(path / "labels.json")), probs, result, read_oof(path) if has_oof else None)
+        return Member(
+            str(path),
+            ids,
+            LabelSet.from_dict(read_json(path / "labels.json")),
+            probs,
+            result,
+            read_oof(path) if has_oof else None,
+        )
     if path.suffix.lower() != ".csv" or not path.is_file():
         raise PipelineError(f"{path}: not a run folder or a submission CSV")
     ids, preds, probs = read_submission(path)
     if probs.shape[1] != len(labels):
-        raise PipelineError(f"{path} has {probs.shape[1]} probabilities per row, the label set {labels.name!r} has {len(labels)}: pass --labels")
+        raise PipelineError(
+            f"{path} has {probs.shape[1]} probabilities per row, the label set {labels.name!r} has {len(labels)}: pass --labels"
+        )
     for i, (pred, row) in enumerate(zip(preds, probs), 1):
         if pred not in labels or row[labels.id(pred)] != row.max():
             argmax = labels.names[int(row.argmax())]
-            raise PipelineError(f"{path} row {i}: pred_label {pred!r} is not the argmax {argmax!r} under the {labels.name!r} label order: pass --labels")
+            raise PipelineError(
+                f"{path} row {i}: pred_label {pred!r} is not the argmax {argmax!r} under the {labels.name!r} label order: pass --labels"
+            )
     return Member(str(path), ids, labels, probs)
 
 
@@ -77,7 +90,9 @@ def oof_stack(members: list[Member]) -> tuple[np.ndarray, np.ndarray]:
     """(out-of-fold probs [members, rows, labels], mask of rows every member validated); PipelineError if not comparable."""
     for m in members:
         if m.oof is None:
-            raise PipelineError(f"{m.name} has no out-of-fold probabilities (a submission CSV, or a run trained with validation: none)")
+            raise PipelineError(
+                f"{m.name} has no out-of-fold probabilities (a submission CSV, or a run trained with validation: none)"
+            )
     first = members[0]
     for m in members[1:]:
         same_sequence("out-of-fold ids", first, first.oof[0], m, m.oof[0], "row")
@@ -102,25 +117,43 @@ def fit_weights(oof: np.ndarray, gold: np.ndarray, metric: str) -> np.ndarray:
 
     singles = [score(metric, gold, member) for member in oof]
     starts = [np.zeros(n)] + [5.0 * one_hot for one_hot in np.eye(n)]
-    fits = [minimize(loss, x0, method="Nelder-Mead", options={"initial_simplex": x0 + np.vstack([np.zeros(n), np.eye(n)]), "maxfev": 100 * n})
-            for x0 in starts]
+    fits = [
+        minimize(
+            loss,
+            x0,
+            method="Nelder-Mead",
+            options={"initial_simplex": x0 + np.vstack([np.zeros(n), np.eye(n)]), "maxfev": 100 * n},
+        )
+        for x0 in starts
+    ]
     best = min(fits, key=lambda fit: fit.fun)
     return softmax(best.x) if -best.fun >= max(singles) else np.eye(n)[int(np.argmax(singles))]
 
 
-def choose_weights(method: str, weights: list[float] | None, members: list[Member], oof: np.ndarray | None, gold: np.ndarray | None) -> np.ndarray:
+def choose_weights(
+    method: str, weights: list[float] | None, members: list[Member], oof: np.ndarray | None, gold: np.ndarray | None
+) -> np.ndarray:
     if method == "mean":
         return np.full(len(members), 1 / len(members))
     if method == "weighted":
         w = np.asarray(weights, dtype=float)
         if len(w) != len(members) or (w < 0).any() or w.sum() <= 0:
-            raise PipelineError(f"--weights needs {len(members)} non-negative numbers with a positive sum, got {weights}")
+            raise PipelineError(
+                f"--weights needs {len(members)} non-negative numbers with a positive sum, got {weights}"
+            )
         return w / w.sum()
     return fit_weights(oof, gold, FIT_METRIC[method])
 
 
-def run_ensemble(paths: list[Path], method: str = "mean", weights: list[float] | None = None, labels: LabelSet | None = None,
-                 runs_dir: Path = Path("runs"), submissions_dir: Path = Path("submissions"), log=print) -> Path:
+def run_ensemble(
+    paths: list[Path],
+    method: str = "mean",
+    weights: list[float] | None = None,
+    labels: LabelSet | None = None,
+    runs_dir: Path = Path("runs"),
+    submissions_dir: Path = Path("submissions"),
+    log=print,
+) -> Path:
     """Combine members into `runs/<id>-ensemble/` and a validated `submissions/<id>-ensemble.csv`."""
     started = time.time()
     if len(paths) < 2:
@@ -155,14 +188,21 @@ def run_ensemble(paths: list[Path], method: str = "mean", weights: list[float] |
     np.save(run_dir / "test_probs.npy", probs, allow_pickle=False)
     write_json(run_dir / "labels.json", label_set.to_dict())
     result = {"run_id": run_dir.name, "name": "ensemble", **common_fingerprints(members), "metrics": None}
-    info = {"members": [m.name for m in members], "method": method, "weights": [float(x) for x in w], "member_metrics": None}
+    info = {
+        "members": [m.name for m in members],
+        "method": method,
+        "weights": [float(x) for x in w],
+        "member_metrics": None,
+    }
     if oof is not None:
         combined = np.tensordot(w, oof, axes=1)
         np.save(run_dir / "oof_probs.npy", combined, allow_pickle=False)  # NaN where any member is NaN
         write_json(run_dir / "oof_ids.json", {"ids": members[0].oof[0], "labels": gold_names})
         result["metrics"] = compute_metrics(gold, combined[rows])
         info["member_metrics"] = {m.name: compute_metrics(gold, member[rows]) for m, member in zip(members, oof)}
-    result.update(submission=str(submission), ensemble=info, environment=environment(), seconds=round(time.time() - started, 1))
+    result.update(
+        submission=str(submission), ensemble=info, environment=environment(), seconds=round(time.time() - started, 1)
+    )
     write_json(run_dir / "result.json", result)
     return run_dir
 

@@ -43,7 +43,9 @@ class ParamSpace:
             raise PipelineError(f"{where}: type must be one of {', '.join(PARAM_TYPES)}, not {self.type!r}")
         if self.type == "categorical":
             if not self.choices or not all(c is None or isinstance(c, (str, int, float, bool)) for c in self.choices):
-                raise PipelineError(f"{where}: a categorical parameter needs a list of plain choices (strings, numbers, booleans)")
+                raise PipelineError(
+                    f"{where}: a categorical parameter needs a list of plain choices (strings, numbers, booleans)"
+                )
         elif self.low is None or self.high is None or self.low > self.high:
             raise PipelineError(f"{where}: a {self.type} parameter needs low <= high")
         elif self.log and self.low <= 0:
@@ -119,12 +121,20 @@ def run_hpsearch(config, trials: int, storage: str | None = None, study_name: st
     with_values(config, {key: spec.first() for key, spec in search.space.items()})  # every key is a config key
     OUT.mkdir(parents=True, exist_ok=True)
     storage = storage or f"sqlite:///{OUT / study_name}.db"
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=search.startup_trials) if search.pruner else optuna.pruners.NopPruner()
+    pruner = (
+        optuna.pruners.MedianPruner(n_startup_trials=search.startup_trials)
+        if search.pruner
+        else optuna.pruners.NopPruner()
+    )
     try:
-        study = optuna.create_study(storage=storage, study_name=study_name, direction=search.direction, pruner=pruner, load_if_exists=True)
+        study = optuna.create_study(
+            storage=storage, study_name=study_name, direction=search.direction, pruner=pruner, load_if_exists=True
+        )
     except Exception as exc:  # a bad URL, an unreachable database, a study of the other direction
         raise PipelineError(f"cannot open study {study_name!r} in {storage}: {exc}") from None
-    study.sampler = optuna.samplers.TPESampler(seed=config.seed + len(study.trials))  # reproducible, and new points for each worker
+    study.sampler = optuna.samplers.TPESampler(
+        seed=config.seed + len(study.trials)
+    )  # reproducible, and new points for each worker
 
     def objective(trial) -> float:
         values = {key: spec.suggest(trial, key) for key, spec in search.space.items()}
@@ -144,7 +154,11 @@ def run_hpsearch(config, trials: int, storage: str | None = None, study_name: st
     best = study.best_trial
     path = OUT / f"{study_name}-best.yaml"
     with atomic_write(path) as fh:
-        fh.write(f"# best of study {study_name!r}: trial {best.number}, {search.metric} {best.value:.2f}, {best.params}\n")
+        fh.write(
+            f"# best of study {study_name!r}: trial {best.number}, {search.metric} {best.value:.2f}, {best.params}\n"
+        )
         fh.write(best.user_attrs["config"])
-    log(f"best: trial {best.number} ({best.user_attrs['run_dir']}), {search.metric} {best.value:.2f}, {json.dumps(best.params)}")
+    log(
+        f"best: trial {best.number} ({best.user_attrs['run_dir']}), {search.metric} {best.value:.2f}, {json.dumps(best.params)}"
+    )
     return path

@@ -37,7 +37,7 @@ class Job:
     def log(self) -> Path:
         return self.run_dir / ("job.log" if self.fold is None else f"fold{self.fold}.job.log")
 
-    def run(self, env: dict) -> "Job":
+    def run(self, env: dict) -> Job:
         command = [sys.executable, "-m", "re_pipeline", "train", "--resume", str(self.run_dir)]
         if self.fold is not None:
             command += ["--fold", str(self.fold)]
@@ -48,7 +48,9 @@ class Job:
         return self
 
 
-def run_jobs(configs: list, workers: int = 1, folds: bool = False, ensemble: str | None = "mean", log=print) -> tuple[list[Job], list[Path], Path | None]:
+def run_jobs(
+    configs: list, workers: int = 1, folds: bool = False, ensemble: str | None = "mean", log=print
+) -> tuple[list[Job], list[Path], Path | None]:
     """Run `configs` (or their folds) as jobs, `workers` at a time; ensemble the finished runs.
 
     Returns the jobs, the finished run folders and the ensemble's run folder (None: fewer than two runs).
@@ -71,16 +73,23 @@ def run_jobs(configs: list, workers: int = 1, folds: bool = False, ensemble: str
             fh.write(to_yaml(config))
         run_dirs.append(run_dir)
         if folds:
-            run_pipeline(config, run_dir, log=log, only_folds=[])  # data, tokenizer and TAPT once, before the fold jobs
+            run_pipeline(
+                config, run_dir, log=log, only_folds=[]
+            )  # data, tokenizer and TAPT once, before the fold jobs
             jobs += [Job(run_dir, k) for k in range(config.train.folds if config.train.validation == "kfold" else 1)]
         else:
             jobs.append(Job(run_dir))
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // workers))}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // workers)),
+    }
     log(f"{len(jobs)} jobs, {workers} at a time; each writes its output to a *job.log in its run folder")
     with ThreadPoolExecutor(workers) as pool:
         for done in as_completed([pool.submit(job.run, env) for job in jobs]):
             job = done.result()
-            log(f"{job.name}: {'done' if job.returncode == 0 else f'failed (exit {job.returncode}), see {job.log}'} in {job.seconds:.0f}s")
+            log(
+                f"{job.name}: {'done' if job.returncode == 0 else f'failed (exit {job.returncode}), see {job.log}'} in {job.seconds:.0f}s"
+            )
     finished = []
     for config, run_dir in zip(configs, run_dirs):
         if folds and all(job.returncode == 0 for job in jobs if job.run_dir == run_dir):

@@ -7,10 +7,10 @@ submission; it ships as `resources/klue_re_labels.json`.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from importlib import resources
-from typing import Iterable
 
 from .errors import PipelineError
 
@@ -58,20 +58,20 @@ class LabelSet:
         return {"name": self.name, "no_relation": self.no_relation, "labels": list(self.names)}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "LabelSet":
+    def from_dict(cls, data: dict) -> LabelSet:
         names = tuple(data["labels"])
         if names[0] != data.get("no_relation", names[0]):
             raise PipelineError("the no-relation label must come first in a label file")
         return cls(names, data.get("name", "custom"))
 
     @classmethod
-    def klue(cls) -> "LabelSet":
+    def klue(cls) -> LabelSet:
         """The competition's 30 labels in its `dict_label_to_num` order."""
         text = resources.files("re_pipeline.resources").joinpath("klue_re_labels.json").read_text("utf-8")
         return cls.from_dict(json.loads(text))
 
     @classmethod
-    def from_labels(cls, labels: Iterable[str], no_relation: str | None = None) -> "LabelSet":
+    def from_labels(cls, labels: Iterable[str], no_relation: str | None = None) -> LabelSet:
         """Read a label set from data: the no-relation class first, the rest sorted.
 
         `no_relation=None` picks the first of NO_RELATION_NAMES present in the data.

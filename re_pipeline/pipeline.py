@@ -20,15 +20,26 @@ from .data.augment import augment
 from .data.features import build_features, prepare_tokenizer, token_lengths
 from .data.load import LoadedData, load_configured
 from .errors import PipelineError
+from .io_utils import atomic_dir, atomic_write
 from .metrics import compute_metrics, per_class_report
 from .models.backbone import build_encoder, default_tokenizer, load_encoder, load_tokenizer
 from .models.peft import new_token_ids, trainable_parameters
 from .models.store import save_relation_model
-from .io_utils import atomic_dir, atomic_write
 from .reports import write_reports
 from .runs import data_files, environment, new_run_id, write_metrics_log
 from .submission import validate_submission, write_submission
-from .train import RelationCollator, add_pair_column, build_model, curriculum_order, last_checkpoint, make_trainer, predict_probs, resume_training, split_indices, write_json
+from .train import (
+    RelationCollator,
+    add_pair_column,
+    build_model,
+    curriculum_order,
+    last_checkpoint,
+    make_trainer,
+    predict_probs,
+    resume_training,
+    split_indices,
+    write_json,
+)
 
 CACHE = Path(".cache")  # trained tokenizers and TAPT checkpoints, keyed by their inputs
 
@@ -60,7 +71,9 @@ def task_sentences(train: LoadedData, test: LoadedData | None) -> list[str]:
     return sorted({ex.sentence for ex in train.examples + (test.examples if test else [])})
 
 
-def prepare_backbone(config: Config, sentences: list[str], log, cache: Path = CACHE, saved: Path | None = None) -> tuple[object, str | None]:
+def prepare_backbone(
+    config: Config, sentences: list[str], log, cache: Path = CACHE, saved: Path | None = None
+) -> tuple[object, str | None]:
     """The tokenizer (the run's `saved` one when resuming) and where the encoder comes from (None: a fresh default)."""
     backbone = config.model.backbone
     with distributed().main_process_first():  # rank 0 trains and caches a tokenizer; the other ranks then read it
@@ -95,20 +108,30 @@ def train_fold(k: int, fold_dir: Path, fold_train, fold_val, test_ds, ctx: dict,
     done = fold_dir / "fold.json"
     if done.exists():
         log(f"fold {k + 1}: already finished, outputs reused")
-        return {**json.loads(done.read_text(encoding="utf-8")), "val_probs": _load(fold_dir / "val_probs.npy"), "test_probs": _load(fold_dir / "test_probs.npy")}
+        return {
+            **json.loads(done.read_text(encoding="utf-8")),
+            "val_probs": _load(fold_dir / "val_probs.npy"),
+            "test_probs": _load(fold_dir / "test_probs.npy"),
+        }
     tokenizer, label_set = ctx["tokenizer"], ctx["label_set"]
     fold_train, aug_summary = augment(fold_train, config.augment)
     train_ds, stats = build_features(fold_train, **ctx["features"])
     val_ds = build_features(fold_val, **ctx["features"])[0] if fold_val else None
     source, peft = ctx["source"], config.model.peft
-    if peft.enabled and source is None:  # PEFT fold models keep only their trained parts: the fresh base goes on disk, once per run
+    if (
+        peft.enabled and source is None
+    ):  # PEFT fold models keep only their trained parts: the fresh base goes on disk, once per run
         base = fold_dir.parent / "base_encoder"
         with distributed().main_process_first():
             if not (base / "model.safetensors").exists():
                 with atomic_dir(base) as tmp:
                     build_encoder(config.model.backbone, len(tokenizer), tokenizer.pad_token_id).save_pretrained(tmp)
         source = str(base)
-    encoder = load_encoder(source, len(tokenizer)) if source else build_encoder(config.model.backbone, len(tokenizer), tokenizer.pad_token_id)
+    encoder = (
+        load_encoder(source, len(tokenizer))
+        if source
+        else build_encoder(config.model.backbone, len(tokenizer), tokenizer.pad_token_id)
+    )
     model, pair_names = build_model(encoder, config.model, label_set, fold_train, new_token_ids(tokenizer))
     count, percent = trainable_parameters(model)
     if peft.enabled:
@@ -122,13 +145,28 @@ def train_fold(k: int, fold_dir: Path, fold_train, fold_val, test_ds, ctx: dict,
     if config.train.pad_to_dataset_max:
         pad_to = max(max(token_lengths(ds)) for ds in (train_ds, val_ds, test_ds) if ds is not None)
     collator = RelationCollator(tokenizer.pad_token_id, pad_to)
-    trainer = make_trainer(model, train_ds, val_ds, collator, config.train, fold_dir / "checkpoints", config.seed, ctx.get("callbacks", ()))
+    trainer = make_trainer(
+        model,
+        train_ds,
+        val_ds,
+        collator,
+        config.train,
+        fold_dir / "checkpoints",
+        config.seed,
+        ctx.get("callbacks", ()),
+    )
     checkpoint = last_checkpoint(fold_dir / "checkpoints")
     if checkpoint:
         log(f"fold {k + 1}: resuming from {checkpoint}")
     log(f"fold {k + 1}: training")
     resume_training(trainer, checkpoint)
-    out = {"augment": aug_summary, "features": stats, "trainable": {"count": count, "percent": percent}, "log_history": trainer.state.log_history, "metrics": None}
+    out = {
+        "augment": aug_summary,
+        "features": stats,
+        "trainable": {"count": count, "percent": percent},
+        "log_history": trainer.state.log_history,
+        "metrics": None,
+    }
     log(f"fold {k + 1}: predicting")
     out["val_probs"] = predict_probs(trainer, val_ds) if val_ds is not None else None
     out["test_probs"] = predict_probs(trainer, test_ds) if test_ds is not None else None
@@ -149,7 +187,12 @@ def _load(path: Path):
 
 
 def run_pipeline(
-    config: Config, run_dir: Path | None = None, submissions_dir: Path = Path("submissions"), log=print, cache: Path = CACHE, callbacks: tuple = (),
+    config: Config,
+    run_dir: Path | None = None,
+    submissions_dir: Path = Path("submissions"),
+    log=print,
+    cache: Path = CACHE,
+    callbacks: tuple = (),
     only_folds: list[int] | None = None,
 ) -> Path:
     """Run a whole experiment into `run_dir` (new under runs/ when None; an existing one is resumed).
@@ -165,7 +208,9 @@ def run_pipeline(
     state = distributed()
     main = state.is_main_process
     log = log if main else (lambda message: None)
-    run_dir = Path(broadcast_object_list([str(run_dir or Path("runs") / new_run_id(config.name))])[0])  # one run id on all ranks
+    run_dir = Path(
+        broadcast_object_list([str(run_dir or Path("runs") / new_run_id(config.name))])[0]
+    )  # one run id on all ranks
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         with atomic_write(run_dir / "config.yaml") as fh:
@@ -188,8 +233,20 @@ def run_pipeline(
         with atomic_dir(run_dir / "tokenizer") as tmp:
             tokenizer.save_pretrained(tmp)
     log(f"features: {config.markers.format} markers, max {config.train.max_length} tokens")
-    features = dict(tokenizer=tokenizer, markers=config.markers, label_set=label_set, max_length=config.train.max_length, num_proc=config.train.num_proc)
-    ctx = {"tokenizer": tokenizer, "label_set": label_set, "source": source, "features": features, "callbacks": callbacks}
+    features = dict(
+        tokenizer=tokenizer,
+        markers=config.markers,
+        label_set=label_set,
+        max_length=config.train.max_length,
+        num_proc=config.train.num_proc,
+    )
+    ctx = {
+        "tokenizer": tokenizer,
+        "label_set": label_set,
+        "source": source,
+        "features": features,
+        "callbacks": callbacks,
+    }
     test_ds = build_features(test_examples, **features)[0] if test_examples else None
 
     labels = [ex.label for ex in examples]
@@ -197,13 +254,24 @@ def run_pipeline(
     oof = np.full((len(examples), len(label_set)), np.nan)
     test_probs, folds = [], {}
     if only_folds is not None and not set(only_folds) <= set(range(len(splits))):
-        raise PipelineError(f"fold {max(only_folds)} does not exist: the config makes {len(splits)} fold(s), numbered from 0")
+        raise PipelineError(
+            f"fold {max(only_folds)} does not exist: the config makes {len(splits)} fold(s), numbered from 0"
+        )
     for k, (train_idx, val_idx) in enumerate(splits):
         if only_folds is not None and k not in only_folds:
             continue
         log(f"fold {k + 1}/{len(splits)}: {len(train_idx):,} train rows, {len(val_idx):,} validation rows")
         set_seed(config.seed)  # the model's initial weights must not depend on what ran before in this process
-        fold = train_fold(k, run_dir / f"fold{k}", [examples[i] for i in train_idx], [examples[i] for i in val_idx], test_ds, ctx, config, log)
+        fold = train_fold(
+            k,
+            run_dir / f"fold{k}",
+            [examples[i] for i in train_idx],
+            [examples[i] for i in val_idx],
+            test_ds,
+            ctx,
+            config,
+            log,
+        )
         if fold["val_probs"] is not None:
             oof[val_idx] = fold["val_probs"]
             log(f"fold {k + 1}: " + ", ".join(f"{m} {v:.2f}" for m, v in fold["metrics"].items()))
@@ -213,8 +281,14 @@ def run_pipeline(
     if not main or only_folds is not None:
         return run_dir
 
-    result = {"run_id": run_dir.name, "name": config.name, "seed": config.seed, "data_files": files,
-              "train_fingerprint": train.fingerprint, "test_fingerprint": test.fingerprint if test else None}
+    result = {
+        "run_id": run_dir.name,
+        "name": config.name,
+        "seed": config.seed,
+        "data_files": files,
+        "train_fingerprint": train.fingerprint,
+        "test_fingerprint": test.fingerprint if test else None,
+    }
     predicted = ~np.isnan(oof[:, 0])
     if predicted.any():
         gold = np.array(label_set.ids(labels))[predicted]
@@ -264,7 +338,8 @@ def run_tapt_stage(config: Config, run_dir: Path | None = None, log=print, cache
         "run_id": run_dir.name,
         "train_fingerprint": train.fingerprint,
         "test_fingerprint": test.fingerprint if test else None,
-        "tapt": {key: tapt_log[key] for key in ("steps", "sentences", "seconds")} | {"final_loss": tapt_log["loss"][-1]["loss"] if tapt_log["loss"] else None},
+        "tapt": {key: tapt_log[key] for key in ("steps", "sentences", "seconds")}
+        | {"final_loss": tapt_log["loss"][-1]["loss"] if tapt_log["loss"] else None},
         "model": str(run_dir / "model"),
         "environment": environment(),
         "seconds": round(time.time() - started, 1),
@@ -279,6 +354,8 @@ def with_quarantined_rows(test: LoadedData, probs: np.ndarray, log) -> tuple[lis
     fallback = np.eye(probs.shape[1])[0]
     rows += [(r.row, r.id, fallback) for r in test.ledger.removals]
     if test.ledger.removals:
-        log(f"warning: {len(test.ledger.removals)} quarantined test rows are submitted as no_relation (see test.quarantine.csv)")
+        log(
+            f"warning: {len(test.ledger.removals)} quarantined test rows are submitted as no_relation (see test.quarantine.csv)"
+        )
     rows.sort(key=lambda r: r[0])
     return [r[1] for r in rows], np.stack([r[2] for r in rows])

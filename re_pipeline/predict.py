@@ -26,21 +26,36 @@ from .train import RelationCollator, add_pair_column, length_order
 
 
 class Predictor:
-    def __init__(self, models: list, tokenizer, label_set, pairs: list[list[str]], config: Config, batch_size: int = 64):
+    def __init__(
+        self, models: list, tokenizer, label_set, pairs: list[list[str]], config: Config, batch_size: int = 64
+    ):
         """`pairs[i]`: the type-pair vocabulary fold model i was trained with."""
-        self.models, self.tokenizer, self.label_set, self.pairs, self.config = models, tokenizer, label_set, pairs, config
+        self.models, self.tokenizer, self.label_set, self.pairs, self.config = (
+            models,
+            tokenizer,
+            label_set,
+            pairs,
+            config,
+        )
         self.batch_size = batch_size
         self.collator = RelationCollator(tokenizer.pad_token_id)
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, batch_size: int = 64) -> "Predictor":
+    def from_run(cls, run_dir: str | Path, batch_size: int = 64) -> Predictor:
         run_dir = Path(run_dir)
         model_dirs = sorted(run_dir.glob("fold*/model"))
         if not model_dirs:
             raise PipelineError(f"{run_dir}: no trained model found (expected fold*/model folders)")
         loaded = [load_relation_model(d) for d in model_dirs]
         _, tokenizer, label_set, _ = loaded[0]
-        return cls([merge_for_inference(m[0]) for m in loaded], tokenizer, label_set, [m[3] for m in loaded], load_config(run_dir / "config.yaml"), batch_size)
+        return cls(
+            [merge_for_inference(m[0]) for m in loaded],
+            tokenizer,
+            label_set,
+            [m[3] for m in loaded],
+            load_config(run_dir / "config.yaml"),
+            batch_size,
+        )
 
     def predict_probs(self, examples: list[Example]) -> np.ndarray:
         """Softmax probabilities [n, labels], averaged over the run's fold models."""
@@ -53,14 +68,18 @@ class Predictor:
             logits = []
             starts = range(0, len(paired), self.batch_size)
             with torch.inference_mode():
-                for start in tqdm(starts, desc=f"predicting (model {k + 1}/{len(self.models)})", disable=len(starts) < 10):
+                for start in tqdm(
+                    starts, desc=f"predicting (model {k + 1}/{len(self.models)})", disable=len(starts) < 10
+                ):
                     batch = self.collator(list(paired.select(range(start, min(start + self.batch_size, len(paired))))))
                     batch.pop("labels", None)
                     logits.append(model(**batch)["logits"].float().numpy())
             total[order] += softmax(np.concatenate(logits).astype(np.float64))
         return total / len(self.models)
 
-    def __call__(self, sentence: str, subject: tuple[int, int, str], object: tuple[int, int, str]) -> tuple[str, float]:
+    def __call__(
+        self, sentence: str, subject: tuple[int, int, str], object: tuple[int, int, str]
+    ) -> tuple[str, float]:
         """Relation and probability for one sentence; entities as (start, end inclusive, type)."""
         entities = []
         for role, (start, end, type_) in (("subject", subject), ("object", object)):

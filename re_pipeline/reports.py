@@ -49,8 +49,14 @@ def confusion_figure(gold: np.ndarray, pred: np.ndarray, shown: np.ndarray, labe
     ax.set_yticks(range(len(shown)), names, fontsize=7)
     for (i, j), n in np.ndenumerate(counts):
         if n:
-            ax.text(j, i, str(n), ha="center", va="center", fontsize=6, color="white" if shares[i, j] > 0.5 else "black")
-    ax.set(xlabel="predicted", ylabel="gold", title=f"out-of-fold confusion matrix ({len(gold):,} rows; colour: share of the gold row)")
+            ax.text(
+                j, i, str(n), ha="center", va="center", fontsize=6, color="white" if shares[i, j] > 0.5 else "black"
+            )
+    ax.set(
+        xlabel="predicted",
+        ylabel="gold",
+        title=f"out-of-fold confusion matrix ({len(gold):,} rows; colour: share of the gold row)",
+    )
     fig.colorbar(image, ax=ax, shrink=0.8)
     return fig
 
@@ -63,7 +69,11 @@ def f1_figure(gold: np.ndarray, probs: np.ndarray, shown: np.ndarray, label_set:
     ax.barh(range(len(report)), [r["f1"] for r in report], color="tab:blue")
     ax.set_yticks(range(len(report)), [f"{r['label']} (n={r['support']})" for r in report], fontsize=7)
     ax.invert_yaxis()
-    ax.set(xlim=(0, 100), xlabel="F1 (%)", title=f"per-class F1, out of fold (micro-F1 without no_relation {micro_f1:.2f})")
+    ax.set(
+        xlim=(0, 100),
+        xlabel="F1 (%)",
+        title=f"per-class F1, out of fold (micro-F1 without no_relation {micro_f1:.2f})",
+    )
     return fig
 
 
@@ -74,8 +84,15 @@ def pr_figure(gold: np.ndarray, probs: np.ndarray, label_set: LabelSet, auprc: f
     ax = fig.add_subplot()
     for c in top:
         precision, recall, _ = precision_recall_curve(gold == c, probs[:, c])
-        ax.plot(recall, precision, label=f"{label_set.names[c]} (area {auc(recall, precision) * 100:.1f}, n={support[c]})")
-    ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="recall", ylabel="precision",
-           title=f"precision-recall, {len(top)} most frequent classes (AUPRC over all classes {auprc:.2f})")
+        ax.plot(
+            recall, precision, label=f"{label_set.names[c]} (area {auc(recall, precision) * 100:.1f}, n={support[c]})"
+        )
+    ax.set(
+        xlim=(0, 1),
+        ylim=(0, 1.02),
+        xlabel="recall",
+        ylabel="precision",
+        title=f"precision-recall, {len(top)} most frequent classes (AUPRC over all classes {auprc:.2f})",
+    )
     ax.legend(fontsize=7, loc="lower left")
     return fig

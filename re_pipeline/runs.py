@@ -20,7 +20,20 @@ import yaml
 from .errors import PipelineError
 from .io_utils import atomic_write, file_sha256
 
-LIBRARIES = ("re_pipeline", "torch", "transformers", "tokenizers", "datasets", "accelerate", "peft", "scikit-learn", "scipy", "numpy", "hgtk", "matplotlib")
+LIBRARIES = (
+    "re_pipeline",
+    "torch",
+    "transformers",
+    "tokenizers",
+    "datasets",
+    "accelerate",
+    "peft",
+    "scikit-learn",
+    "scipy",
+    "numpy",
+    "hgtk",
+    "matplotlib",
+)
 COLUMNS = ("run", "config", "data", "micro_f1", "auprc", "minutes", "status")
 BEST_FIRST = ("micro_f1", "auprc")  # sorted highest first; every other column ascending
 METRICS = ("micro_f1", "auprc", "accuracy")
@@ -39,7 +52,13 @@ def environment() -> dict:
         except metadata.PackageNotFoundError:
             versions[lib] = None
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)"
-    return {"python": platform.python_version(), "platform": platform.platform(), "device": device, "versions": versions, "git": git_state()}
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": device,
+        "versions": versions,
+        "git": git_state(),
+    }
 
 
 def git_state() -> dict:
@@ -47,7 +66,9 @@ def git_state() -> dict:
 
     def git(*args: str) -> str | None:
         try:
-            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+            return subprocess.run(
+                ["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=True
+            ).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return None
 
@@ -59,7 +80,10 @@ def git_state() -> dict:
 def data_files(config) -> dict:
     """Path and SHA-256 of the configured train and test files (sha256 None for a hub dataset or no file)."""
     files = {"train": config.data.train, "test": config.data.test}
-    return {name: {"path": path, "sha256": file_sha256(path) if path and Path(path).is_file() else None} for name, path in files.items()}
+    return {
+        name: {"path": path, "sha256": file_sha256(path) if path and Path(path).is_file() else None}
+        for name, path in files.items()
+    }
 
 
 def write_metrics_log(path: Path, folds: dict) -> None:
@@ -67,7 +91,13 @@ def write_metrics_log(path: Path, folds: dict) -> None:
     with atomic_write(path) as fh:
         for fold, info in folds.items():
             for entry in info.get("log_history") or []:
-                kind = "eval" if any(key.startswith("eval_") for key in entry) else "train" if "loss" in entry else "summary"
+                kind = (
+                    "eval"
+                    if any(key.startswith("eval_") for key in entry)
+                    else "train"
+                    if "loss" in entry
+                    else "summary"
+                )
                 fh.write(json.dumps({"fold": fold, "kind": kind, **entry}, ensure_ascii=False) + "\n")
 
 
@@ -91,7 +121,9 @@ def resolve_run(run: str | Path, runs_dir: Path = Path("runs")) -> Path:
 def finished(run_dir: Path) -> dict:
     """The run's result.json; a clear error for an unfinished run."""
     if not (run_dir / "result.json").exists():
-        raise PipelineError(f"{run_dir} is unfinished (no result.json): train it to the end, or resume it with `re-pipeline train --resume {run_dir}`")
+        raise PipelineError(
+            f"{run_dir} is unfinished (no result.json): train it to the end, or resume it with `re-pipeline train --resume {run_dir}`"
+        )
     return read_json(run_dir / "result.json")
 
 
@@ -125,15 +157,26 @@ def summarize(run_dir: Path) -> dict | None:
     metrics = result.get("metrics") or {}
     name = result.get("name") or settings(run_dir).get("name")
     minutes = result["seconds"] / 60 if "seconds" in result else None
-    return {"run": run_dir.name, "config": name or "-", "data": result.get("train_fingerprint") or "-",
-            "micro_f1": metrics.get("micro_f1"), "auprc": metrics.get("auprc"), "minutes": minutes, "status": status}
+    return {
+        "run": run_dir.name,
+        "config": name or "-",
+        "data": result.get("train_fingerprint") or "-",
+        "micro_f1": metrics.get("micro_f1"),
+        "auprc": metrics.get("auprc"),
+        "minutes": minutes,
+        "status": status,
+    }
 
 
 def list_runs(runs_dir: Path, sort: str = "run", text: str | None = None) -> list[dict]:
     """Rows for every run folder under `runs_dir` whose id or config name contains `text`; missing values last."""
     if sort not in COLUMNS:
         raise PipelineError(f"cannot sort by {sort!r}; columns: {', '.join(COLUMNS)}")
-    rows = [row for path in sorted(runs_dir.iterdir()) if path.is_dir() and (row := summarize(path))] if runs_dir.is_dir() else []
+    rows = (
+        [row for path in sorted(runs_dir.iterdir()) if path.is_dir() and (row := summarize(path))]
+        if runs_dir.is_dir()
+        else []
+    )
     rows = [r for r in rows if not text or text in r["run"] or text in r["config"]]
     present = sorted((r for r in rows if r[sort] is not None), key=lambda r: r[sort], reverse=sort in BEST_FIRST)
     return present + [r for r in rows if r[sort] is None]
@@ -143,27 +186,45 @@ def flatten(data, prefix: str = "") -> dict:
     """Nested mappings as dotted keys: {"train": {"epochs": 3}} -> {"train.epochs": 3}."""
     if not isinstance(data, dict) or not data:
         return {prefix: data} if prefix else {}
-    return {k: v for key, value in data.items() for k, v in flatten(value, f"{prefix}.{key}" if prefix else str(key)).items()}
+    return {
+        k: v
+        for key, value in data.items()
+        for k, v in flatten(value, f"{prefix}.{key}" if prefix else str(key)).items()
+    }
 
 
 def dict_diff(a: dict, b: dict) -> list[dict]:
     """Keys whose values differ (a missing key shows as `<absent>`), in sorted order."""
     a, b = flatten(a), flatten(b)
     absent = "<absent>"
-    return [{"key": k, "a": a.get(k, absent), "b": b.get(k, absent)} for k in sorted(set(a) | set(b)) if a.get(k, absent) != b.get(k, absent)]
+    return [
+        {"key": k, "a": a.get(k, absent), "b": b.get(k, absent)}
+        for k in sorted(set(a) | set(b))
+        if a.get(k, absent) != b.get(k, absent)
+    ]
 
 
 def metric_rows(a: dict | None, b: dict | None) -> list[dict]:
     """Side by side metrics with the difference b - a."""
     a, b = a or {}, b or {}
-    return [{"metric": m, "a": a.get(m), "b": b.get(m), "diff": b[m] - a[m] if m in a and m in b else None} for m in sorted(set(a) | set(b))]
+    return [
+        {"metric": m, "a": a.get(m), "b": b.get(m), "diff": b[m] - a[m] if m in a and m in b else None}
+        for m in sorted(set(a) | set(b))
+    ]
 
 
 def compare_runs(a_dir: Path, b_dir: Path) -> dict:
     """Config differences (dotted keys), metric differences, and data fingerprint differences of two finished runs."""
     a, b = finished(a_dir), finished(b_dir)
-    data = {k: a.get(k) for k in ("train_fingerprint", "test_fingerprint")}, {k: b.get(k) for k in ("train_fingerprint", "test_fingerprint")}
-    return {"config": dict_diff(settings(a_dir, a), settings(b_dir, b)), "metrics": metric_rows(a.get("metrics"), b.get("metrics")), "data": dict_diff(*data)}
+    data = (
+        {k: a.get(k) for k in ("train_fingerprint", "test_fingerprint")},
+        {k: b.get(k) for k in ("train_fingerprint", "test_fingerprint")},
+    )
+    return {
+        "config": dict_diff(settings(a_dir, a), settings(b_dir, b)),
+        "metrics": metric_rows(a.get("metrics"), b.get("metrics")),
+        "data": dict_diff(*data),
+    }
 
 
 def default_tolerance() -> float:
@@ -197,7 +258,9 @@ def reproduce(run_dir: Path, runs_dir: Path, submissions_dir: Path, log=print, c
 
     logged = finished(run_dir)
     if not logged.get("metrics"):
-        raise PipelineError(f"{run_dir.name} has no validation metrics to compare (trained with train.validation: none)")
+        raise PipelineError(
+            f"{run_dir.name} has no validation metrics to compare (trained with train.validation: none)"
+        )
     config = load_config(run_dir / "config.yaml")
     check_same_data(run_dir, config, logged)
     new_dir = runs_dir / new_run_id(f"{config.name}-repro")
@@ -209,7 +272,11 @@ def reproduce(run_dir: Path, runs_dir: Path, submissions_dir: Path, log=print, c
 def environment_changes(logged: dict) -> list[str]:
     """Library versions and device that differ from a run's logged environment."""
     now = environment()
-    changes = [f"{lib}: {v} -> {now['versions'].get(lib)}" for lib, v in logged.get("versions", {}).items() if v != now["versions"].get(lib)]
+    changes = [
+        f"{lib}: {v} -> {now['versions'].get(lib)}"
+        for lib, v in logged.get("versions", {}).items()
+        if v != now["versions"].get(lib)
+    ]
     if logged.get("device") != now["device"]:
         changes.append(f"device: {logged.get('device')} -> {now['device']}")
     return changes
@@ -224,7 +291,11 @@ def run_summary(run_dir: Path) -> dict[str, list[dict]]:
         "seed": result.get("seed"),
         "train fingerprint": result.get("train_fingerprint"),
         "test fingerprint": result.get("test_fingerprint"),
-        **{f"{name} file": f"{f['path']} (sha256 {f['sha256']})" for name, f in (result.get("data_files") or {}).items() if f["path"]},
+        **{
+            f"{name} file": f"{f['path']} (sha256 {f['sha256']})"
+            for name, f in (result.get("data_files") or {}).items()
+            if f["path"]
+        },
         "git commit": f"{git.get('commit')}{' (dirty)' if git.get('dirty') else ''}",
         "device": env.get("device"),
         "minutes": f"{result['seconds'] / 60:.1f}" if "seconds" in result else None,
@@ -236,9 +307,21 @@ def run_summary(run_dir: Path) -> dict[str, list[dict]]:
     return {
         "run": [{"field": key, "value": "-" if value is None else str(value)} for key, value in overview.items()],
         "metrics": [result["metrics"]] if result.get("metrics") else [],
-        "folds": [{"fold": name, **_metric_cells(fold.get("metrics")), "steps": (fold.get("log_history") or [{}])[-1].get("step")} for name, fold in folds.items()],
-        "ledgers": [{"data": name, **ledger["counts"]} for name, ledger in (result.get("ledgers") or {}).items() if ledger],
-        "ensemble members": [{"member": m, "weight": w, **_metric_cells(member_metrics.get(m))} for m, w in zip(ensemble.get("members", []), ensemble.get("weights", []))],
+        "folds": [
+            {
+                "fold": name,
+                **_metric_cells(fold.get("metrics")),
+                "steps": (fold.get("log_history") or [{}])[-1].get("step"),
+            }
+            for name, fold in folds.items()
+        ],
+        "ledgers": [
+            {"data": name, **ledger["counts"]} for name, ledger in (result.get("ledgers") or {}).items() if ledger
+        ],
+        "ensemble members": [
+            {"member": m, "weight": w, **_metric_cells(member_metrics.get(m))}
+            for m, w in zip(ensemble.get("members", []), ensemble.get("weights", []))
+        ],
     }
 
 

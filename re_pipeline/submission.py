@@ -93,7 +93,9 @@ def validate_submission(path: str | Path, test_ids: list[str], label_set: LabelS
         problems.append(f"{len(dups)} duplicate ids: {_name(dups)}")
     if not (missing or extra or dups) and ids != test_ids:
         i = next(i for i, (a, b) in enumerate(zip(ids, test_ids)) if a != b)
-        problems.append(f"row order differs from the test file: row {i + 1} has id {ids[i]!r}, expected {test_ids[i]!r}")
+        problems.append(
+            f"row order differs from the test file: row {i + 1} has id {ids[i]!r}, expected {test_ids[i]!r}"
+        )
 
     found: dict[str, list[str]] = {}
     for i, row in enumerate(rows, 1):

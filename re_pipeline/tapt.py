@@ -38,7 +38,6 @@ class TaptConfig:
     def total_steps(self, sentences: int) -> int:
         return self.steps if self.steps is not None else max(1, math.ceil(self.epochs * sentences / self.batch_size))
 
-
     enabled: bool = True
     epochs: float = 1.0
     steps: int | None = None
@@ -123,7 +122,10 @@ class WholeWordMaskCollator:
         width = batch["input_ids"].shape[1]
         left = self.tokenizer.padding_side == "left"
         word_ids = torch.tensor(
-            [[-1] * (width - len(w)) + w if left else w + [-1] * (width - len(w)) for w in (f["word_ids"] for f in features)]
+            [
+                [-1] * (width - len(w)) + w if left else w + [-1] * (width - len(w))
+                for w in (f["word_ids"] for f in features)
+            ]
         )
         picked = self._bernoulli(self.mlm_probability, (len(features), int(word_ids.max()) + 1))
         masked = picked.gather(1, word_ids.clamp(min=0)) & (word_ids >= 0)

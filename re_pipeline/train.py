@@ -88,7 +88,9 @@ class RelationCollator:
         return batch
 
 
-def split_indices(labels: list[str], groups: list[str], config: TrainConfig, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def split_indices(
+    labels: list[str], groups: list[str], config: TrainConfig, seed: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """Stratified (train, validation) index pairs; rows sharing a group stay together."""
     from sklearn.model_selection import StratifiedGroupKFold
 
@@ -131,12 +133,18 @@ class EpochLengthSampler(torch.utils.data.Sampler):
         return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
 
 
-def make_trainer(model, train_ds, eval_ds, collator, config: TrainConfig, out_dir: Path, seed: int, callbacks: tuple = ()):
+def make_trainer(
+    model, train_ds, eval_ds, collator, config: TrainConfig, out_dir: Path, seed: int, callbacks: tuple = ()
+):
     """A `Trainer` with early stopping and best-checkpoint selection on micro-F1; `callbacks` are added."""
     from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
 
     has_eval = eval_ds is not None and len(eval_ds) > 0
-    epochs, eval_steps, sampling = config.epochs, config.eval_steps, "group_by_length" if config.group_by_length else "random"
+    epochs, eval_steps, sampling = (
+        config.epochs,
+        config.eval_steps,
+        "group_by_length" if config.group_by_length else "random",
+    )
     if config.curriculum:
         # The caller laid out every epoch in `train_ds` (the first sorted easy-to-hard): read it in order.
         steps_per_epoch = -(-len(train_ds) // max(1, round(config.epochs)) // config.batch_size)
@@ -172,7 +180,12 @@ def make_trainer(model, train_ds, eval_ds, collator, config: TrainConfig, out_di
         disable_tqdm=False,
         **precision_flags(config.precision),
     )
-    stopping = [EarlyStoppingCallback(config.early_stopping_patience)] if has_eval and config.early_stopping_patience > 0 else []
+    stopping = (
+        [EarlyStoppingCallback(config.early_stopping_patience)]
+        if has_eval and config.early_stopping_patience > 0
+        else []
+    )
+
     class RelationTrainer(Trainer):
         """Evaluation and prediction always in dataset order.
 
@@ -199,7 +212,9 @@ def make_trainer(model, train_ds, eval_ds, collator, config: TrainConfig, out_di
         model=model,
         args=args,
         train_dataset=train_ds,
-        eval_dataset=eval_ds.select(length_order(eval_ds)) if has_eval else None,  # shortest first: less padding, same metrics
+        eval_dataset=eval_ds.select(length_order(eval_ds))
+        if has_eval
+        else None,  # shortest first: less padding, same metrics
         data_collator=collator,
         compute_metrics=metrics_from_eval if has_eval else None,
         callbacks=[*stopping, *callbacks],
@@ -224,7 +239,9 @@ def resume_training(trainer, checkpoint: Path | None) -> None:
     from transformers import TrainerState
 
     state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json")) if checkpoint else None
-    if state is None or not state.stateful_callbacks.get("TrainerControl", {}).get("args", {}).get("should_training_stop"):
+    if state is None or not state.stateful_callbacks.get("TrainerControl", {}).get("args", {}).get(
+        "should_training_stop"
+    ):
         trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         return
     trainer.state = state
@@ -238,7 +255,9 @@ def local_reporting(report_to: list[str], fold_dir: Path) -> list[str]:
     """Check each tracker's package is installed; point tensorboard and mlflow at files inside `fold_dir`."""
     for name in report_to:
         if importlib.util.find_spec(name) is None:
-            raise PipelineError(f"train.report_to lists {name!r} but the {name} package is not installed: pip install {name}")
+            raise PipelineError(
+                f"train.report_to lists {name!r} but the {name} package is not installed: pip install {name}"
+            )
     if "tensorboard" in report_to:
         os.environ["TENSORBOARD_LOGGING_DIR"] = str(fold_dir / "tensorboard")
     if "mlflow" in report_to:
@@ -279,7 +298,9 @@ def length_order(dataset) -> np.ndarray:
     return np.argsort(token_lengths(dataset), kind="stable")
 
 
-def build_model(encoder, config, label_set: LabelSet, train_examples, new_tokens: list[int] = ()) -> tuple[RelationModel, list[str]]:
+def build_model(
+    encoder, config, label_set: LabelSet, train_examples, new_tokens: list[int] = ()
+) -> tuple[RelationModel, list[str]]:
     """The relation model over `encoder`, with pair heads and class weights from the training rows.
 
     With `config.peft`, the encoder is frozen and the method's parts added; `new_tokens` (ids of the

@@ -23,7 +23,12 @@ def entity(word: str, sentence: str, type_: str, occurrence: int = 0) -> dict:
 
 
 SAMPLE = [
-    ("〈Something〉는 조지 해리슨이 쓰고 비틀즈가 1969년 앨범 《Abbey Road》에 담은 노래다.", ("비틀즈", "ORG"), ("조지 해리슨", "PER"), "no_relation"),
+    (
+        "〈Something〉는 조지 해리슨이 쓰고 비틀즈가 1969년 앨범 《Abbey Road》에 담은 노래다.",
+        ("비틀즈", "ORG"),
+        ("조지 해리슨", "PER"),
+        "no_relation",
+    ),
     ("이순신은 조선 중기의 무신이다.", ("이순신", "PER"), ("무신", "POH"), "per:title"),
     ("삼성전자는 1969년 1월 13일에 설립되었다.", ("삼성전자", "ORG"), ("1969년 1월 13일", "DAT"), "org:founded"),
     ("김철수는 서울에서 태어났다.", ("김철수", "PER"), ("서울", "LOC"), "per:place_of_birth"),

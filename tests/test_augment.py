@@ -27,14 +27,61 @@ def ex(id: str, sentence: str, subj: tuple[str, str], obj: tuple[str, str], labe
 
 
 CORPUS = [
-    ex("0", "〈Something〉는 조지 해리슨이 쓰고 비틀즈가 1969년 앨범 《Abbey Road》에 담은 노래다.", ("비틀즈", "ORG"), ("조지 해리슨", "PER")),
-    ex("1", "김철수는 서울로 이사한 뒤 오랫동안 그곳에서 가족과 함께 살았다.", ("김철수", "PER"), ("서울", "LOC"), "per:places_of_residence"),
-    ex("2", "이영희는 부산으로 이사한 뒤 오랫동안 그곳에서 친구들과 함께 살았다.", ("이영희", "PER"), ("부산", "LOC"), "per:places_of_residence"),
-    ex("3", "존 레논과 폴 매카트니는 1960년대 비틀즈에서 함께 활동한 오랜 동료였다.", ("존 레논", "PER"), ("폴 매카트니", "PER"), "per:colleagues"),
-    ex("4", "삼성전자는 1969년 1월 13일에 경기도 수원에서 처음 설립되었다고 알려져 있다.", ("삼성전자", "ORG"), ("1969년 1월 13일", "DAT"), "org:founded"),
-    ex("5", "비틀즈의 멤버였던 조지 해리슨은 영국 리버풀 출신의 뛰어난 기타리스트이다.", ("조지 해리슨", "PER"), ("비틀즈", "ORG"), "per:employee_of"),
-    ex("6", "오노 요코는 1969년 존 레논과 결혼하여 그의 두 번째 아내가 되었다.", ("오노 요코", "PER"), ("존 레논", "PER"), "per:spouse"),
-    ex("7", "국민은행은 서울 여의도에 본점을 둔 대형 시중 은행이다.", ("국민은행", "ORG"), ("서울", "LOC"), "org:place_of_headquarters"),
+    ex(
+        "0",
+        "〈Something〉는 조지 해리슨이 쓰고 비틀즈가 1969년 앨범 《Abbey Road》에 담은 노래다.",
+        ("비틀즈", "ORG"),
+        ("조지 해리슨", "PER"),
+    ),
+    ex(
+        "1",
+        "김철수는 서울로 이사한 뒤 오랫동안 그곳에서 가족과 함께 살았다.",
+        ("김철수", "PER"),
+        ("서울", "LOC"),
+        "per:places_of_residence",
+    ),
+    ex(
+        "2",
+        "이영희는 부산으로 이사한 뒤 오랫동안 그곳에서 친구들과 함께 살았다.",
+        ("이영희", "PER"),
+        ("부산", "LOC"),
+        "per:places_of_residence",
+    ),
+    ex(
+        "3",
+        "존 레논과 폴 매카트니는 1960년대 비틀즈에서 함께 활동한 오랜 동료였다.",
+        ("존 레논", "PER"),
+        ("폴 매카트니", "PER"),
+        "per:colleagues",
+    ),
+    ex(
+        "4",
+        "삼성전자는 1969년 1월 13일에 경기도 수원에서 처음 설립되었다고 알려져 있다.",
+        ("삼성전자", "ORG"),
+        ("1969년 1월 13일", "DAT"),
+        "org:founded",
+    ),
+    ex(
+        "5",
+        "비틀즈의 멤버였던 조지 해리슨은 영국 리버풀 출신의 뛰어난 기타리스트이다.",
+        ("조지 해리슨", "PER"),
+        ("비틀즈", "ORG"),
+        "per:employee_of",
+    ),
+    ex(
+        "6",
+        "오노 요코는 1969년 존 레논과 결혼하여 그의 두 번째 아내가 되었다.",
+        ("오노 요코", "PER"),
+        ("존 레논", "PER"),
+        "per:spouse",
+    ),
+    ex(
+        "7",
+        "국민은행은 서울 여의도에 본점을 둔 대형 시중 은행이다.",
+        ("국민은행", "ORG"),
+        ("서울", "LOC"),
+        "org:place_of_headquarters",
+    ),
 ]
 
 
@@ -55,7 +102,9 @@ def check_children(parents: list[Example], children: list[Example], name: str) -
         if name == "symmetric_swap":
             assert (child.subject, child.object, child.sentence) == (parent.object, parent.subject, parent.sentence)
             continue
-        kept = [(c, p) for c, p in ((child.subject, parent.subject), (child.object, parent.object)) if c.word == p.word]
+        kept = [
+            (c, p) for c, p in ((child.subject, parent.subject), (child.object, parent.object)) if c.word == p.word
+        ]
         assert len(kept) == (1 if name == "entity_swap" else 2), child
         assert all(c.type == p.type for c, p in ((child.subject, parent.subject), (child.object, parent.object)))
 
@@ -230,7 +279,9 @@ def test_config_validation() -> None:
         AugmentConfig([AugmentMethod("aeda"), AugmentMethod("aeda", prob=0.2)])
     with pytest.raises(PipelineError, match="not in the data: per:sibling"):
         augment(CORPUS, AugmentConfig([AugmentMethod("aeda", labels=["per:sibling"])]))
-    config = from_dict(AugmentConfig, {"methods": [{"name": "aeda", "prob": 0.2, "labels": ["org:founded"]}], "seed": 7})
+    config = from_dict(
+        AugmentConfig, {"methods": [{"name": "aeda", "prob": 0.2, "labels": ["org:founded"]}], "seed": 7}
+    )
     assert config.methods == [AugmentMethod("aeda", prob=0.2, labels=["org:founded"])] and config.seed == 7
     with pytest.raises(PipelineError, match="valid:"):
         from_dict(AugmentConfig, {"methods": [{"name": "backtranslate"}]})

@@ -27,7 +27,14 @@ SUBJECT, OBJECT = str(entity("박지성", SENTENCE, "PER")), str(entity("수원"
 def with_bad_row(tmp_path, **fields):
     """The four good rows with one more row (id `bad`, `fields` changed) in the middle."""
     rows = competition_rows()
-    base = {"id": "bad", "sentence": SENTENCE, "subject_entity": SUBJECT, "object_entity": OBJECT, "label": "per:place_of_birth", "source": "x"}
+    base = {
+        "id": "bad",
+        "sentence": SENTENCE,
+        "subject_entity": SUBJECT,
+        "object_entity": OBJECT,
+        "label": "per:place_of_birth",
+        "source": "x",
+    }
     rows.insert(2, {**base, **fields})
     return write_csv(tmp_path / "mixed.csv", rows)
 
@@ -50,14 +57,30 @@ def one_line_error(result, *words: str) -> str:
 
 
 QUARANTINED = {  # bad fields -> (rule, text of the reason)
-    "code as a value": ({"subject_entity": "{'word': " + CODE + ", 'start_idx': 0, 'end_idx': 2, 'type': 'PER'}"}, "bad_entity", "subject_entity: not a dict literal"),
-    "code in an extra key": ({"object_entity": OBJECT[:-1] + ", 'x': " + CODE + "}"}, "bad_entity", "object_entity: not a dict literal"),
+    "code as a value": (
+        {"subject_entity": "{'word': " + CODE + ", 'start_idx': 0, 'end_idx': 2, 'type': 'PER'}"},
+        "bad_entity",
+        "subject_entity: not a dict literal",
+    ),
+    "code in an extra key": (
+        {"object_entity": OBJECT[:-1] + ", 'x': " + CODE + "}"},
+        "bad_entity",
+        "object_entity: not a dict literal",
+    ),
     "a lambda": ({"subject_entity": "(lambda: " + CODE + ")()"}, "bad_entity", "not a dict literal"),
     "plain text": ({"subject_entity": "박지성 PER 0 2"}, "bad_entity", "not a dict literal"),
     "empty entity": ({"object_entity": ""}, "bad_entity", "object_entity"),
-    "offsets not numbers": ({"subject_entity": SUBJECT.replace("'start_idx': 0", "'start_idx': 'zero'")}, "bad_entity", "not integers: 'zero'"),
+    "offsets not numbers": (
+        {"subject_entity": SUBJECT.replace("'start_idx': 0", "'start_idx': 'zero'")},
+        "bad_entity",
+        "not integers: 'zero'",
+    ),
     "keys missing": ({"subject_entity": "{'word': '박지성', 'type': 'PER'}"}, "bad_entity", "needs word, start_idx"),
-    "offsets out of range, word absent": ({"object_entity": "{'word': '대전', 'start_idx': 500, 'end_idx': 501, 'type': 'LOC'}"}, "span_not_found", "'대전'"),
+    "offsets out of range, word absent": (
+        {"object_entity": "{'word': '대전', 'start_idx': 500, 'end_idx': 501, 'type': 'LOC'}"},
+        "span_not_found",
+        "'대전'",
+    ),
     "empty sentence": ({"sentence": ""}, "empty_sentence", "empty"),
     "blank sentence": ({"sentence": "  \t "}, "empty_sentence", "empty"),
 }
@@ -79,7 +102,10 @@ def test_offsets_out_of_range_or_negative_are_moved_to_the_word_with_audit(tmp_p
     obj = OBJECT.replace("'start_idx': 5, 'end_idx': 6", "'start_idx': -3, 'end_idx': -2")
     loaded = load_data(with_bad_row(tmp_path, subject_entity=subject, object_entity=obj))
     assert [ex.id for ex in loaded.examples] == ["0", "1", "bad", "2", "3"] and loaded.examples[2].spans_ok()
-    assert {(r.id, r.rule, r.field) for r in loaded.ledger.repairs} == {("bad", "offsets", "subject_entity"), ("bad", "offsets", "object_entity")}
+    assert {(r.id, r.rule, r.field) for r in loaded.ledger.repairs} == {
+        ("bad", "offsets", "subject_entity"),
+        ("bad", "offsets", "object_entity"),
+    }
 
 
 def test_labels_outside_the_label_set_are_quarantined_naming_the_label(tmp_path):
@@ -94,10 +120,16 @@ def test_a_test_file_with_labels_keeps_every_row_and_ignores_the_labels(tmp_path
     rows[1]["label"] = "not:a_label"
     test = load_configured(write_csv(tmp_path / "test.csv", rows), load_config(None), LabelSet.klue())
     assert [ex.id for ex in test.examples] == [*GOOD, "4"] and all(ex.label is None for ex in test.examples)
-    assert not test.ledger.removals and not test.ledger.repairs and "test file carries 5 labels; they are ignored" in test.ledger.notes
+    assert (
+        not test.ledger.removals
+        and not test.ledger.repairs
+        and "test file carries 5 labels; they are ignored" in test.ledger.notes
+    )
 
 
-@pytest.mark.parametrize("newline, bom", [("\r\n", False), ("\n", True), ("\r\n", True)], ids=["crlf", "bom", "bom+crlf"])
+@pytest.mark.parametrize(
+    "newline, bom", [("\r\n", False), ("\n", True), ("\r\n", True)], ids=["crlf", "bom", "bom+crlf"]
+)
 def test_crlf_line_ends_and_a_utf8_bom_read_like_a_plain_file(tmp_path, newline, bom):
     path = tmp_path / "t.csv"
     path.write_bytes(("\ufeff" if bom else "").encode() + good_text(newline).encode("utf-8"))
@@ -116,8 +148,14 @@ def broken_quote(text: str) -> str:
 FILE_ERRORS = {  # file bytes -> words the message must hold (besides the file name)
     "empty": (b"", ["empty file"]),
     "header only": (good_text().splitlines(keepends=True)[0].encode(), ["no data rows"]),
-    "missing column": (good_text().replace("object_entity", "obj").encode(), ["missing column(s) object_entity", "found id, sentence"]),
-    "wrong columns": (b"text,head,tail,relation\na,b,c,d\n", ["missing column(s) sentence, subject_entity, object_entity"]),
+    "missing column": (
+        good_text().replace("object_entity", "obj").encode(),
+        ["missing column(s) object_entity", "found id, sentence"],
+    ),
+    "wrong columns": (
+        b"text,head,tail,relation\na,b,c,d\n",
+        ["missing column(s) sentence, subject_entity, object_entity"],
+    ),
     "tab separated": (good_text().replace(",", "\t").encode(), ["missing column(s) sentence"]),
     "broken quoting": (broken_quote(good_text()).encode(), ["broken quoting", "line 3", "line 4"]),
     "cp949": (good_text().encode("cp949"), ["not UTF-8", "line 2", "cp949"]),
@@ -153,7 +191,11 @@ def test_bad_config_files_name_the_file_and_the_key(tmp_path, competition_csv, t
     with pytest.raises(PipelineError) as err:
         load_config(path)
     assert str(path) in str(err.value) and all(w in str(err.value) for w in words), str(err.value)
-    one_line_error(runner.invoke(app, ["clean", str(competition_csv), "-o", str(tmp_path / "o"), "-c", str(path)]), "cfg.yaml", *words)
+    one_line_error(
+        runner.invoke(app, ["clean", str(competition_csv), "-o", str(tmp_path / "o"), "-c", str(path)]),
+        "cfg.yaml",
+        *words,
+    )
 
 
 @pytest.mark.parametrize(
@@ -168,7 +210,12 @@ def test_bad_config_files_name_the_file_and_the_key(tmp_path, competition_csv, t
 def test_bad_overrides_name_the_key(tmp_path, competition_csv, override, message):
     with pytest.raises(PipelineError, match=re.escape(message)):
         load_config(None, ["train.learning_rate=0.1", override])
-    one_line_error(runner.invoke(app, ["clean", str(competition_csv), "-o", str(tmp_path), "-s", "train.learning_rate=0.1", "-s", override]), message)
+    one_line_error(
+        runner.invoke(
+            app, ["clean", str(competition_csv), "-o", str(tmp_path), "-s", "train.learning_rate=0.1", "-s", override]
+        ),
+        message,
+    )
 
 
 def test_a_config_file_that_is_not_utf8(tmp_path):
@@ -194,4 +241,6 @@ def test_train_with_a_bad_config_or_data_file_stops_with_one_line(tmp_path, monk
     one_line_error(runner.invoke(app, ["train", "-c", "none.yaml"]), "config file not found: none.yaml")
     (tmp_path / "train.csv").write_bytes(good_text().encode("cp949"))
     (tmp_path / "c.yaml").write_text("tapt: {enabled: false}\n", encoding="utf-8")
-    one_line_error(runner.invoke(app, ["train", "-c", "c.yaml", "--data", "train.csv"]), "train.csv", "not UTF-8", "cp949")
+    one_line_error(
+        runner.invoke(app, ["train", "-c", "c.yaml", "--data", "train.csv"]), "train.csv", "not UTF-8", "cp949"
+    )

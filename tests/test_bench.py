@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -25,15 +24,21 @@ def finished_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("bench")
     train, test = write_sample(root / "data", n_train=120, n_test=20)
     config = load_config(None, [*TINY, f"data.train={train}", f"data.test={test}"])
-    run = run_pipeline(config, root / "runs" / "someone-named-it", root / "subs", log=lambda m: None, cache=root / "cache")
+    run = run_pipeline(
+        config, root / "runs" / "someone-named-it", root / "subs", log=lambda m: None, cache=root / "cache"
+    )
     return root, config, run
 
 
 def test_a_finished_run_is_reused_only_for_the_same_resolved_config_and_data(finished_run):
     root, config, run = finished_run
-    renamed = load_config(None, [*TINY, f"data.train={config.data.train}", f"data.test={config.data.test}", "name=other"])
+    renamed = load_config(
+        None, [*TINY, f"data.train={config.data.train}", f"data.test={config.data.test}", "name=other"]
+    )
     assert variants.matching_run(renamed, root / "runs") == run
-    other_seed = load_config(None, [*TINY, f"data.train={config.data.train}", f"data.test={config.data.test}", "seed=7"])
+    other_seed = load_config(
+        None, [*TINY, f"data.train={config.data.train}", f"data.test={config.data.test}", "seed=7"]
+    )
     assert variants.matching_run(other_seed, root / "runs") is None
     unfinished = root / "runs" / "unfinished"
     unfinished.mkdir()
@@ -54,8 +59,17 @@ def test_a_changed_data_file_is_not_the_same_run(finished_run, tmp_path):
 def test_stage_memory_splits_one_real_run_into_its_stages(tmp_path):
     write_sample(tmp_path, n_train=120, n_test=20)
     tiny = [o for o in TINY if not o.startswith(("tapt.enabled", "train.max_steps", "train.eval_steps"))]
-    out = stage_memory.main(str(tmp_path), None, (*tiny, "train.max_steps=4", "train.eval_steps=4", "tapt.max_length=32"))
-    assert list(out["stages"]) == ["load + clean", "tokenizer", "TAPT", "format + tokenize", "fine-tune", "predict (validation + test)"]
+    out = stage_memory.main(
+        str(tmp_path), None, (*tiny, "train.max_steps=4", "train.eval_steps=4", "tapt.max_length=32")
+    )
+    assert list(out["stages"]) == [
+        "load + clean",
+        "tokenizer",
+        "TAPT",
+        "format + tokenize",
+        "fine-tune",
+        "predict (validation + test)",
+    ]
     for stage in out["stages"].values():
         assert stage["peak_rss_mib"] > 50 and stage["seconds"] >= 0
     peaks = [s["peak_rss_mib"] for s in out["stages"].values()]
@@ -67,9 +81,22 @@ def stored(figures: dict) -> dict:
 
 
 def test_rendering_states_medians_ranges_ratios_and_what_was_not_measured():
-    speed = {"dataset_max_tokens": 244, "threads": 2, "settings": {
-        "ours": {"train_samples_per_s": suite.spread([90.0, 100.0, 95.0]), "train_tokens_per_s": suite.spread([5000.0]), "inference_sentences_per_s": suite.spread([300.0, 310.0, 290.0])},
-        "pad": {"train_samples_per_s": suite.spread([20.0, 19.0, 21.0]), "train_tokens_per_s": suite.spread([1000.0]), "inference_sentences_per_s": suite.spread([80.0, 75.0, 85.0])}}}
+    speed = {
+        "dataset_max_tokens": 244,
+        "threads": 2,
+        "settings": {
+            "ours": {
+                "train_samples_per_s": suite.spread([90.0, 100.0, 95.0]),
+                "train_tokens_per_s": suite.spread([5000.0]),
+                "inference_sentences_per_s": suite.spread([300.0, 310.0, 290.0]),
+            },
+            "pad": {
+                "train_samples_per_s": suite.spread([20.0, 19.0, 21.0]),
+                "train_tokens_per_s": suite.spread([1000.0]),
+                "inference_sentences_per_s": suite.spread([80.0, 75.0, 85.0]),
+            },
+        },
+    }
     ddp = {"steps": 60, "settings": {"1 process": suite.spread([40.0]), "2 processes": suite.spread([30.0])}}
     text = suite.render({"speed": stored(speed), "ddp": stored(ddp)}, suite.machine())
     assert "| ours | 95.0 (90.0–100.0) | 5,000 | 300.0 (290.0–310.0) |" in text
@@ -82,12 +109,29 @@ def test_rendering_states_medians_ranges_ratios_and_what_was_not_measured():
 
 def test_the_quality_table_states_the_margin_over_tf_idf_and_each_epoch():
     def row(name, f1, auprc):
-        return {"variant": name, "change": "—", "micro_f1": f1, "auprc": auprc, "accuracy": 70.0, "step_s": 0.3, "peak_rss_mib": None,
-                "minutes": 9.0, "run": f"run-{name}", "curve": [{"epoch": 1.0, "micro_f1": f1 - 5, "auprc": auprc - 9}, {"epoch": 2.0, "micro_f1": f1, "auprc": auprc}]}
+        return {
+            "variant": name,
+            "change": "—",
+            "micro_f1": f1,
+            "auprc": auprc,
+            "accuracy": 70.0,
+            "step_s": 0.3,
+            "peak_rss_mib": None,
+            "minutes": 9.0,
+            "run": f"run-{name}",
+            "curve": [
+                {"epoch": 1.0, "micro_f1": f1 - 5, "auprc": auprc - 9},
+                {"epoch": 2.0, "micro_f1": f1, "auprc": auprc},
+            ],
+        }
 
-    figures = {"tfidf": {"micro_f1": 72.39, "auprc": 56.91, "accuracy": 70.21, "seconds": 360}, "default": row("default", 73.87, 58.19),
-               "ablation": [row("default", 67.0, 46.0), row("no TAPT", 60.0, 35.0)], "epochs": 1,
-               "ensemble": {"members": ["default", "no TAPT"], "micro_f1": 66.0, "auprc": 45.5}}
+    figures = {
+        "tfidf": {"micro_f1": 72.39, "auprc": 56.91, "accuracy": 70.21, "seconds": 360},
+        "default": row("default", 73.87, 58.19),
+        "ablation": [row("default", 67.0, 46.0), row("no TAPT", 60.0, 35.0)],
+        "epochs": 1,
+        "ensemble": {"members": ["default", "no TAPT"], "micro_f1": 66.0, "auprc": 45.5},
+    }
     text = suite.render({"quality": stored(figures)}, suite.machine())
     assert "Default minus TF-IDF: +1.48 micro-F1, +1.28 AUPRC." in text
     assert "| micro-F1 | 68.87 | 73.87 |" in text and "| AUPRC | 49.19 | 58.19 |" in text

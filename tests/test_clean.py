@@ -28,7 +28,14 @@ def run(examples, **cfg):
 
 def test_soft_hyphen_removed_and_offsets_follow():
     sentence = "켈로그\u00ad브리앙 조약은 전쟁을 금지한 조약이다."
-    e = Example("0", sentence, Entity("켈로그\u00ad브리앙 조약", 0, 9, "POH"), Entity("전쟁", 12, 13, "POH"), "no_relation", row=0)
+    e = Example(
+        "0",
+        sentence,
+        Entity("켈로그\u00ad브리앙 조약", 0, 9, "POH"),
+        Entity("전쟁", 12, 13, "POH"),
+        "no_relation",
+        row=0,
+    )
     (out,), ledger = run([e])
     assert out.sentence == "켈로그브리앙 조약은 전쟁을 금지한 조약이다."
     assert out.subject == Entity("켈로그브리앙 조약", 0, 8, "POH") and out.object == Entity("전쟁", 11, 12, "POH")
@@ -41,9 +48,20 @@ def test_nfc_normalisation_of_decomposed_hangul():
     import unicodedata
 
     sentence = unicodedata.normalize("NFD", "한국은 서울이 수도다.")
-    e = Example("0", sentence, Entity(unicodedata.normalize("NFD", "한국"), 0, 5, "LOC"), Entity(unicodedata.normalize("NFD", "서울"), 10, 15, "LOC"), "no_relation", row=0)
+    e = Example(
+        "0",
+        sentence,
+        Entity(unicodedata.normalize("NFD", "한국"), 0, 5, "LOC"),
+        Entity(unicodedata.normalize("NFD", "서울"), 10, 15, "LOC"),
+        "no_relation",
+        row=0,
+    )
     (out,), _ = run([e])
-    assert out.sentence == "한국은 서울이 수도다." and out.subject == Entity("한국", 0, 1, "LOC") and out.object == Entity("서울", 4, 5, "LOC")
+    assert (
+        out.sentence == "한국은 서울이 수도다."
+        and out.subject == Entity("한국", 0, 1, "LOC")
+        and out.object == Entity("서울", 4, 5, "LOC")
+    )
 
 
 def test_offsets_repaired_to_nearest_occurrence_or_quarantined():
@@ -69,7 +87,11 @@ def test_subject_type_from_label():
     e = ex(0, "삼성은 이재용이 이끈다.", ("삼성", "PER"), ("이재용", "PER"), "org:top_members/employees")
     (out,), ledger = run([e])
     assert out.subject.type == "ORG"
-    assert (ledger.repairs[0].rule, ledger.repairs[0].before, ledger.repairs[0].after) == ("type_from_label", "PER", "ORG")
+    assert (ledger.repairs[0].rule, ledger.repairs[0].before, ledger.repairs[0].after) == (
+        "type_from_label",
+        "PER",
+        "ORG",
+    )
     (kept,), _ = run([e], type_from_label=False)
     assert kept.subject.type == "PER"
 
@@ -87,7 +109,9 @@ def test_corrections_file(tmp_path):
     (out,), ledger = run([e], corrections=str(path))
     assert out.label == "org:top_members/employees" and out.object.type == "PER"
     assert [r.rule for r in ledger.repairs] == ["correction"]
-    assert any("unknown id '9'" in n for n in ledger.notes) and any("object_type of id '0' skipped" in n for n in ledger.notes)
+    assert any("unknown id '9'" in n for n in ledger.notes) and any(
+        "object_type of id '0' skipped" in n for n in ledger.notes
+    )
     write_csv(tmp_path / "bad.csv", [{"id": "0", "field": "sentence", "old": "a", "new": "b"}])
     with pytest.raises(PipelineError, match="cannot be corrected"):
         run([e], corrections=str(tmp_path / "bad.csv"))
@@ -120,7 +144,10 @@ def test_duplicate_policies(policy, kept):
 def test_majority_picks_most_common_label_without_exact_dedup():
     ledger = Ledger("mem", rows_read=5)
     out = deduplicate(_dupes(), ledger, False, "majority")
-    assert [(o.id, o.label) for o in out] == [("0", "per:title"), ("4", "per:employee_of")]  # tie 2-2: first label wins
+    assert [(o.id, o.label) for o in out] == [
+        ("0", "per:title"),
+        ("4", "per:employee_of"),
+    ]  # tie 2-2: first label wins
 
 
 def test_unknown_labels_quarantined_and_counts_add_up(tmp_path):

@@ -50,7 +50,9 @@ def test_validate_submission_command(competition_csv, tmp_path):
 
 def test_augment_command_writes_children_and_summary(competition_csv, tmp_path):
     out = tmp_path / "aug.csv"
-    result = runner.invoke(app, ["augment", str(competition_csv), "-o", str(out), "--set", "augment.methods=[{name: aeda, prob: 0.5}]"])
+    result = runner.invoke(
+        app, ["augment", str(competition_csv), "-o", str(out), "--set", "augment.methods=[{name: aeda, prob: 0.5}]"]
+    )
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(open(out, encoding="utf-8")))
     children = [r for r in rows if r["parent_id"]]
@@ -62,8 +64,15 @@ def test_augment_command_writes_children_and_summary(competition_csv, tmp_path):
 
 def test_train_without_data_uses_the_generated_sample(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    tiny = ["model.backbone.vocab_size=300", "model.backbone.hidden_size=32", "model.backbone.num_layers=1", "model.backbone.num_heads=2",
-            "model.backbone.intermediate_size=64", "tapt.enabled=false", "train.max_steps=3"]
+    tiny = [
+        "model.backbone.vocab_size=300",
+        "model.backbone.hidden_size=32",
+        "model.backbone.num_layers=1",
+        "model.backbone.num_heads=2",
+        "model.backbone.intermediate_size=64",
+        "tapt.enabled=false",
+        "train.max_steps=3",
+    ]
     config = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
     result = runner.invoke(app, ["train", "-c", str(config), *sum((["--set", s] for s in tiny), [])])
     assert result.exit_code == 0, result.output

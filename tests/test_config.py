@@ -21,7 +21,9 @@ def test_shipped_configs_load_and_round_trip(path, tmp_path):
 
 
 def test_overrides_and_numbers_written_without_a_dot():
-    config = load_config(None, ["train.learning_rate=3e-4", "markers.format=entity_marker", "augment.methods=[{name: aeda, prob: 0.2}]"])
+    config = load_config(
+        None, ["train.learning_rate=3e-4", "markers.format=entity_marker", "augment.methods=[{name: aeda, prob: 0.2}]"]
+    )
     assert config.train.learning_rate == 3e-4 and config.markers.format == "entity_marker"
     assert config.augment.methods[0].name == "aeda" and config.augment.methods[0].prob == 0.2
 

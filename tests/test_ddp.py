@@ -28,13 +28,27 @@ TOLERANCE = {"micro_f1": 10.0, "accuracy": 10.0, "auprc": 5.0}
 def test_two_processes_train_one_run_near_the_single_process_result(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     train, test = write_sample("data", n_train=160, n_test=40)
-    overrides = [*TINY, "train.max_steps=100", "train.eval_steps=25", "train.learning_rate=0.01", f"data.train={train}", f"data.test={test}"]
-    single = run_pipeline(load_config(None, overrides), tmp_path / "single", tmp_path / "single-subs", log=lambda m: None)  # caches the tokenizer both use
+    overrides = [
+        *TINY,
+        "train.max_steps=100",
+        "train.eval_steps=25",
+        "train.learning_rate=0.01",
+        f"data.train={train}",
+        f"data.test={test}",
+    ]
+    single = run_pipeline(
+        load_config(None, overrides), tmp_path / "single", tmp_path / "single-subs", log=lambda m: None
+    )  # caches the tokenizer both use
     (tmp_path / "empty.yaml").write_text("{}\n", encoding="utf-8")
     sets = [a for o in [*overrides, "train.batch_size=8"] for a in ("-s", o)]
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    done = subprocess.run([*torchrun, "-m", "re_pipeline", "train", "-c", "empty.yaml", *sets], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    done = subprocess.run(
+        [*torchrun, "-m", "re_pipeline", "train", "-c", "empty.yaml", *sets],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     (run,) = (tmp_path / "runs").iterdir()
     (submission,) = (tmp_path / "submissions").iterdir()

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from test_pipeline import TINY
 from typer.testing import CliRunner
 
 from re_pipeline import ensemble
@@ -21,7 +22,6 @@ from re_pipeline.pipeline import run_pipeline
 from re_pipeline.runs import summarize
 from re_pipeline.submission import read_submission, validate_submission, write_submission
 from re_pipeline.train import write_json
-from test_pipeline import TINY
 
 pytestmark = pytest.mark.usefixtures("wide_console")
 
@@ -44,18 +44,33 @@ def fake_run(path, seed, labels=TOY, test_ids=None, oof_ids=None, oof=True):
     ids = test_ids or [str(i) for i in range(N_TEST)]
     submission = write_submission(path / "sub.csv", ids, random_probs(rng, N_TEST), labels)
     write_json(path / "labels.json", labels.to_dict())
-    write_json(path / "result.json", {"run_id": path.name, "name": "fake", "train_fingerprint": "f1", "test_fingerprint": "t1", "submission": str(submission), "seconds": 1.0})
+    write_json(
+        path / "result.json",
+        {
+            "run_id": path.name,
+            "name": "fake",
+            "train_fingerprint": "f1",
+            "test_fingerprint": "t1",
+            "submission": str(submission),
+            "seconds": 1.0,
+        },
+    )
     if oof:
         gold = np.random.default_rng(0).integers(len(TOY), size=N_OOF)
         probs = random_probs(rng, N_OOF, gold, strength=1.5)
         probs[-5:] = np.nan
         np.save(path / "oof_probs.npy", probs)
-        write_json(path / "oof_ids.json", {"ids": oof_ids or [f"t{i}" for i in range(N_OOF)], "labels": [TOY.names[g] for g in gold]})
+        write_json(
+            path / "oof_ids.json",
+            {"ids": oof_ids or [f"t{i}" for i in range(N_OOF)], "labels": [TOY.names[g] for g in gold]},
+        )
     return path
 
 
 def ensemble_in(tmp_path, members, **kwargs):
-    return run_ensemble(members, runs_dir=tmp_path / "runs", submissions_dir=tmp_path / "subs", log=lambda m: None, **kwargs)
+    return run_ensemble(
+        members, runs_dir=tmp_path / "runs", submissions_dir=tmp_path / "subs", log=lambda m: None, **kwargs
+    )
 
 
 @pytest.mark.parametrize("method, weights, expected", [("mean", None, (0.5, 0.5)), ("weighted", [3, 1], (0.75, 0.25))])
@@ -67,12 +82,20 @@ def test_soft_voting_is_the_weighted_mean(tmp_path, method, weights, expected):
     member_probs = [read_submission(m / "sub.csv")[2] for m in (a, b)]
     np.testing.assert_allclose(probs, expected[0] * member_probs[0] + expected[1] * member_probs[1], atol=1e-12)
     assert validate_submission(result["submission"], ids, TOY) == [] and run_dir.name.endswith("-ensemble")
-    assert result["ensemble"]["weights"] == pytest.approx(expected) and set(result["ensemble"]["member_metrics"]) == {str(a), str(b)}
+    assert result["ensemble"]["weights"] == pytest.approx(expected) and set(result["ensemble"]["member_metrics"]) == {
+        str(a),
+        str(b),
+    }
     oof = np.load(run_dir / "oof_probs.npy")
     member_oof = [np.load(m / "oof_probs.npy") for m in (a, b)]
     np.testing.assert_allclose(oof, expected[0] * member_oof[0] + expected[1] * member_oof[1])
     row = summarize(run_dir)
-    assert row["status"] == "done" and row["config"] == "ensemble" and row["data"] == "f1" and row["micro_f1"] == result["metrics"]["micro_f1"]
+    assert (
+        row["status"] == "done"
+        and row["config"] == "ensemble"
+        and row["data"] == "f1"
+        and row["micro_f1"] == result["metrics"]["micro_f1"]
+    )
 
 
 def test_members_answering_rows_in_another_order_are_refused(tmp_path):
@@ -109,18 +132,27 @@ def test_a_fit_worse_than_the_best_member_falls_back_to_it(monkeypatch):
     oof, gold = members_oof(7)
     singles = [score("micro_f1", gold, m) for m in oof]
     worst = int(np.argmin(singles))
-    monkeypatch.setattr(ensemble, "minimize", lambda *a, **k: SimpleNamespace(x=20.0 * np.eye(3)[worst], fun=-singles[worst]))
+    monkeypatch.setattr(
+        ensemble, "minimize", lambda *a, **k: SimpleNamespace(x=20.0 * np.eye(3)[worst], fun=-singles[worst])
+    )
     np.testing.assert_array_equal(fit_weights(oof, gold, "micro_f1"), np.eye(3)[int(np.argmax(singles))])
 
 
 def test_fitting_needs_the_same_out_of_fold_rows_from_every_member(tmp_path):
-    a, b = fake_run(tmp_path / "a", 1), fake_run(tmp_path / "b", 2, oof_ids=[f"t{i}" for i in range(N_OOF - 1)] + ["other"])
-    with pytest.raises(PipelineError, match=rf"fit-f1 fits weights .* out-of-fold ids differ: {b} has 'other' at row {N_OOF}"):
+    a, b = (
+        fake_run(tmp_path / "a", 1),
+        fake_run(tmp_path / "b", 2, oof_ids=[f"t{i}" for i in range(N_OOF - 1)] + ["other"]),
+    )
+    with pytest.raises(
+        PipelineError, match=rf"fit-f1 fits weights .* out-of-fold ids differ: {b} has 'other' at row {N_OOF}"
+    ):
         ensemble_in(tmp_path, [a, b], method="fit-f1")
     c = fake_run(tmp_path / "c", 3, oof=False)
     with pytest.raises(PipelineError, match=f"{c} has no out-of-fold probabilities"):
         ensemble_in(tmp_path, [a, c], method="fit-auprc")
-    assert json.loads((ensemble_in(tmp_path, [a, c]) / "result.json").read_text())["metrics"] is None  # mean works without OOF
+    assert (
+        json.loads((ensemble_in(tmp_path, [a, c]) / "result.json").read_text())["metrics"] is None
+    )  # mean works without OOF
 
 
 def test_csv_members_through_the_command_line(tmp_path):
@@ -132,11 +164,15 @@ def test_csv_members_through_the_command_line(tmp_path):
     assert result.exit_code == 0, result.output
     (submission,) = (tmp_path / "subs").glob("*-ensemble.csv")
     assert validate_submission(submission, ids, klue) == []
-    np.testing.assert_allclose(read_submission(submission)[2], (read_submission(csvs[0])[2] + read_submission(csvs[1])[2]) / 2)
+    np.testing.assert_allclose(
+        read_submission(submission)[2], (read_submission(csvs[0])[2] + read_submission(csvs[1])[2]) / 2
+    )
     toy = write_submission(tmp_path / "toy.csv", ids, random_probs(rng, N_TEST), TOY)
     refused = CliRunner().invoke(app, ["ensemble", str(csvs[0]), str(toy), *args], env={"COLUMNS": "250"})
     assert refused.exit_code == 2 and "toy.csv has 4 probabilities per row" in refused.output
-    fitted = CliRunner().invoke(app, ["ensemble", *map(str, csvs), "--method", "fit-f1", *args], env={"COLUMNS": "250"})
+    fitted = CliRunner().invoke(
+        app, ["ensemble", *map(str, csvs), "--method", "fit-f1", *args], env={"COLUMNS": "250"}
+    )
     assert fitted.exit_code == 2 and "a.csv has no out-of-fold probabilities" in fitted.output
 
 
@@ -144,8 +180,18 @@ def test_two_tiny_runs_make_a_fitted_ensemble_submission(tmp_path):
     train, test = write_sample(tmp_path / "sample", n_train=160, n_test=40)
     runs = []
     for seed in (1, 2):
-        cfg = load_config(None, [*TINY, f"data.train={train}", f"data.test={test}", f"seed={seed}", "train.max_steps=10"])
-        runs.append(run_pipeline(cfg, run_dir=tmp_path / "runs" / f"r{seed}", submissions_dir=tmp_path / "subs", log=lambda m: None, cache=tmp_path / "cache"))
+        cfg = load_config(
+            None, [*TINY, f"data.train={train}", f"data.test={test}", f"seed={seed}", "train.max_steps=10"]
+        )
+        runs.append(
+            run_pipeline(
+                cfg,
+                run_dir=tmp_path / "runs" / f"r{seed}",
+                submissions_dir=tmp_path / "subs",
+                log=lambda m: None,
+                cache=tmp_path / "cache",
+            )
+        )
     args = ["--runs-dir", str(tmp_path / "runs"), "--submissions-dir", str(tmp_path / "subs"), "--method", "fit-f1"]
     result = CliRunner().invoke(app, ["ensemble", *map(str, runs), *args], env={"COLUMNS": "250"})
     assert result.exit_code == 0, result.output
@@ -153,7 +199,9 @@ def test_two_tiny_runs_make_a_fitted_ensemble_submission(tmp_path):
     info = json.loads((run_dir / "result.json").read_text())
     assert validate_submission(info["submission"], [str(i) for i in range(40)], LabelSet.klue()) == []
     members = info["ensemble"]["member_metrics"]
-    assert info["metrics"]["micro_f1"] >= max(m["micro_f1"] for m in members.values()) and sum(info["ensemble"]["weights"]) == pytest.approx(1)
+    assert info["metrics"]["micro_f1"] >= max(m["micro_f1"] for m in members.values()) and sum(
+        info["ensemble"]["weights"]
+    ) == pytest.approx(1)
 
 
 def test_weights_must_fit_the_method_and_the_members(tmp_path):

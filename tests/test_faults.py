@@ -107,21 +107,38 @@ def test_a_run_that_crashed_writing_result_json_is_finished_by_resuming(tmp_path
     monkeypatch.setattr(pipeline, "write_json", real)
     logs = []
     run_pipeline(config, tmp_path / "run", tmp_path / "subs", log=logs.append, cache=tmp_path / "cache")
-    assert "fold 1: already finished, outputs reused" in logs and json.loads((tmp_path / "run" / "result.json").read_text())["metrics"]
+    assert (
+        "fold 1: already finished, outputs reused" in logs
+        and json.loads((tmp_path / "run" / "result.json").read_text())["metrics"]
+    )
 
 
 def test_a_fold_resumed_from_the_checkpoint_where_early_stopping_ended_it_trains_no_further(tmp_path):
     """As if killed between the last checkpoint and `fold.json`: the resumed fold loads the best model and
     ends with the same log and metrics (`Trainer.train` would run at least one more step)."""
     train, test = write_sample(tmp_path / "data", n_train=80, n_test=20)
-    config = load_config(None, [*TINY, "train.max_steps=60", "train.eval_steps=2", "train.early_stopping_patience=1", f"data.train={train}", f"data.test={test}"])
+    config = load_config(
+        None,
+        [
+            *TINY,
+            "train.max_steps=60",
+            "train.eval_steps=2",
+            "train.early_stopping_patience=1",
+            f"data.train={train}",
+            f"data.test={test}",
+        ],
+    )
     run = run_pipeline(config, tmp_path / "run", tmp_path / "subs", log=lambda m: None, cache=tmp_path / "cache")
     first = json.loads((run / "result.json").read_text())
     stopped = first["folds"]["fold0"]["log_history"][-1]["step"]
     assert stopped < 60 and last_checkpoint(run / "fold0" / "checkpoints").name == f"checkpoint-{stopped}"
     for name in ("result.json", "fold0/fold.json"):
         (run / name).unlink()
-    again = json.loads((run_pipeline(config, run, tmp_path / "subs", log=lambda m: None, cache=tmp_path / "cache") / "result.json").read_text())
+    again = json.loads(
+        (
+            run_pipeline(config, run, tmp_path / "subs", log=lambda m: None, cache=tmp_path / "cache") / "result.json"
+        ).read_text()
+    )
     assert losses(again) == losses(first) and again["metrics"] == first["metrics"]
 
 
@@ -134,8 +151,10 @@ def test_run_dir_never_mixes_two_runs(tmp_path, monkeypatch):
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "config.yaml").write_text("{}\n", encoding="utf-8")
     (tmp_path / "c.yaml").write_text("{}\n", encoding="utf-8")
-    for args, message in ((["-c", "c.yaml", "--run-dir", "taken"], "already holds a run: continue it with --resume taken"),
-                          (["--resume", "taken", "--run-dir", "other"], "leave out --run-dir")):
+    for args, message in (
+        (["-c", "c.yaml", "--run-dir", "taken"], "already holds a run: continue it with --resume taken"),
+        (["--resume", "taken", "--run-dir", "other"], "leave out --run-dir"),
+    ):
         result = CliRunner().invoke(app, ["train", *args])
         assert result.exit_code == 2 and message in result.output, result.output
 
@@ -145,20 +164,37 @@ def test_a_run_killed_with_sigkill_resumes_to_the_uninterrupted_result(tmp_path)
     probabilities equal an uninterrupted run's exactly (CPU, same thread count, shared tokenizer cache)."""
     train, test = write_sample(tmp_path / "data", n_train=160, n_test=40)
     overrides = [*TINY, "train.max_steps=100", "train.eval_steps=10", f"data.train={train}", f"data.test={test}"]
-    reference = run_pipeline(load_config(None, overrides), tmp_path / "reference", tmp_path / "ref-subs", log=lambda m: None, cache=tmp_path / ".cache")
+    reference = run_pipeline(
+        load_config(None, overrides),
+        tmp_path / "reference",
+        tmp_path / "ref-subs",
+        log=lambda m: None,
+        cache=tmp_path / ".cache",
+    )
     (tmp_path / "empty.yaml").write_text("{}\n", encoding="utf-8")
-    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads()), "MKL_NUM_THREADS": str(torch.get_num_threads())}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(torch.get_num_threads()),
+        "MKL_NUM_THREADS": str(torch.get_num_threads()),
+    }
     cli = [sys.executable, "-m", "re_pipeline", "train"]
     killed = tmp_path / "runs" / "killed"
-    proc = subprocess.Popen([*cli, "-c", "empty.yaml", *(a for o in overrides for a in ("-s", o)), "--run-dir", "runs/killed"],
-                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*cli, "-c", "empty.yaml", *(a for o in overrides for a in ("-s", o)), "--run-dir", "runs/killed"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
     while last_checkpoint(killed / "fold0" / "checkpoints") is None and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL and not (killed / "fold0" / "fold.json").exists()
-    resumed = subprocess.run([*cli, "--resume", "runs/killed"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        [*cli, "--resume", "runs/killed"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming from" in resumed.stderr and "checkpoint-100" not in resumed.stderr
     expected, got = (json.loads((run / "result.json").read_text()) for run in (reference, killed))
@@ -166,9 +202,15 @@ def test_a_run_killed_with_sigkill_resumes_to_the_uninterrupted_result(tmp_path)
     assert losses(got) == losses(expected)
     for name in ("oof_probs.npy", "test_probs.npy"):
         np.testing.assert_array_equal(np.load(killed / name), np.load(reference / name))
-    assert (tmp_path / "submissions" / "killed.csv").read_bytes() == (tmp_path / "ref-subs" / "reference.csv").read_bytes()
+    assert (tmp_path / "submissions" / "killed.csv").read_bytes() == (
+        tmp_path / "ref-subs" / "reference.csv"
+    ).read_bytes()
 
 
 def losses(result: dict) -> list[tuple]:
     """(step, training loss or evaluation loss and micro-F1) of every log entry, timings left out."""
-    return [(e["step"], e.get("loss"), e.get("eval_loss"), e.get("eval_micro_f1")) for e in result["folds"]["fold0"]["log_history"] if "loss" in e or "eval_loss" in e]
+    return [
+        (e["step"], e.get("loss"), e.get("eval_loss"), e.get("eval_micro_f1"))
+        for e in result["folds"]["fold0"]["log_history"]
+        if "loss" in e or "eval_loss" in e
+    ]

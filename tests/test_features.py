@@ -14,12 +14,20 @@ from re_pipeline.labels import LabelSet
 from re_pipeline.models.tokenizer import train_tokenizer
 
 # every character the fixtures, generated sentences and markers use, so nothing decodes to <unk>
-ALPHABET = SYLLABLES + PUNCT + "".join(KO.values()) + "".join(TYPES) + "@#*^[]<>/:-_.,0123456789 가는의에서》관계와과은을를으로수"
+ALPHABET = (
+    SYLLABLES
+    + PUNCT
+    + "".join(KO.values())
+    + "".join(TYPES)
+    + "@#*^[]<>/:-_.,0123456789 가는의에서》관계와과은을를으로수"
+)
 
 
 def trained_tokenizer(sentences: list[str], vocab_size: int):
     """A fast XLM-R-style tokenizer that knows every marker of every format."""
-    tok = train_tokenizer([*sentences, ALPHABET, *(mark(ex, c).text for ex in sample_examples() for c in CONFIGS)], vocab_size)
+    tok = train_tokenizer(
+        [*sentences, ALPHABET, *(mark(ex, c).text for ex in sample_examples() for c in CONFIGS)], vocab_size
+    )
     for config in [*CONFIGS, *(MarkerConfig(fmt, "ko") for fmt in FORMATS)]:
         prepare_tokenizer(tok, config, TYPES)
     return tok
@@ -37,20 +45,33 @@ def failures(tok, examples, ds, config: MarkerConfig) -> list[str]:
     checks, slices = [], []  # (id, expected, how) and the token ids to decode, in step
     for i, ex in enumerate(examples):
         m, ids, mask = mark(ex, config, tok.sep_token), cols["input_ids"][i], cols["entity_mask"][i]
-        assert (cols["id"][i], cols["subject_type"][i], cols["object_type"][i]) == (ex.id, ex.subject.type, ex.object.type)
-        for role, code, start, end in (("subject", 1, "subj_start", "subj_end"), ("object", 2, "obj_start", "obj_end")):
+        assert (cols["id"][i], cols["subject_type"][i], cols["object_type"][i]) == (
+            ex.id,
+            ex.subject.type,
+            ex.object.type,
+        )
+        for role, code, start, end in (
+            ("subject", 1, "subj_start", "subj_end"),
+            ("object", 2, "obj_start", "obj_end"),
+        ):
             (a, b), marker_start = getattr(m, role), getattr(m, f"{role}_marker_start")
             start, end = cols[start][i], cols[end][i]
             if config.format == "baseline":  # a plain sentence: a token may hold more than the word, even both words
                 first, marked = start, [k for k, v in enumerate(mask) if v == code]
-                assert marked == [k for k in range(first, end + 1) if mask[k] == code] and 0 not in mask[first : end + 1]
+                assert (
+                    marked == [k for k in range(first, end + 1) if mask[k] == code] and 0 not in mask[first : end + 1]
+                )
                 assert code == 2 or len(marked) == end - first + 1, ex.id  # the subject wins a shared token
                 checks += [(ex.id, m.text[a:b], how) for how in ("covers", "not in", "not in", "nonempty")]
                 slices += [ids[first : end + 1], ids[first + 1 : end + 1], ids[first:end], ids[first : first + 1]]
                 continue
             first = mask.index(code)  # the entity word's first token
             assert mask.count(code) == end - first + 1 and set(mask[first : end + 1]) == {code}, ex.id
-            checks += [(ex.id, m.text[a:b].strip(), "=="), (ex.id, m.text[marker_start:b].strip(), "=="), (ex.id, m.text[marker_start:], "head")]
+            checks += [
+                (ex.id, m.text[a:b].strip(), "=="),
+                (ex.id, m.text[marker_start:b].strip(), "=="),
+                (ex.id, m.text[marker_start:], "head"),
+            ]
             slices += [ids[first : end + 1], ids[start : end + 1], ids[start : start + 1]]
     decoded = tok.backend_tokenizer.decode_batch(slices, skip_special_tokens=False)  # no clean-up of spaces
     bad = []
@@ -68,7 +89,9 @@ def failures(tok, examples, ds, config: MarkerConfig) -> list[str]:
     return bad
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: f"{c.format}-{c.type_language}-{'query' if c.query else 'plain'}")
+@pytest.mark.parametrize(
+    "config", CONFIGS, ids=lambda c: f"{c.format}-{c.type_language}-{'query' if c.query else 'plain'}"
+)
 def test_every_format_on_fixtures(tok, config):
     examples = sample_examples()
     ds, stats = build_features(examples, tok, config, LabelSet.klue(), 256)
@@ -117,7 +140,9 @@ def test_prepare_tokenizer():
     assert prepare_tokenizer(tok, MarkerConfig("entity_mask", "ko"), ["PER", "ORG"]) == 4
     assert len(tok) == size + 8
     added = {t.content: t for t in tok.added_tokens_decoder.values()}
-    assert all(added[t].special and not added[t].lstrip and not added[t].rstrip for t in ("[E1]", "[/E2]", "[SUBJ-사람]"))
+    assert all(
+        added[t].special and not added[t].lstrip and not added[t].rstrip for t in ("[E1]", "[/E2]", "[SUBJ-사람]")
+    )
     # an added token splits the text, and the Metaspace pre-tokenizer then prepends "▁" to what follows
     assert tok.tokenize("[/E1]가") == tok.tokenize("[/E1] 가")
 

@@ -27,7 +27,15 @@ def workdir(tmp_path, monkeypatch):
     """A tiny searchable config, `search.yaml`, in an empty working folder (runs/ and .cache/ land there)."""
     monkeypatch.chdir(tmp_path)
     train, test = write_sample("data", n_train=80, n_test=20)
-    overrides = [*TINY, "train.max_steps=4", "train.eval_steps=2", "name=tiny", f"data.train={train}", f"data.test={test}", f"search.space={json.dumps(SPACE)}"]
+    overrides = [
+        *TINY,
+        "train.max_steps=4",
+        "train.eval_steps=2",
+        "name=tiny",
+        f"data.train={train}",
+        f"data.test={test}",
+        f"search.space={json.dumps(SPACE)}",
+    ]
     (tmp_path / "search.yaml").write_text(to_yaml(load_config(None, overrides)), encoding="utf-8")
     return tmp_path
 
@@ -35,7 +43,9 @@ def workdir(tmp_path, monkeypatch):
 def test_two_invocations_add_trials_to_one_study_and_write_the_best_config(workdir):
     storage = f"sqlite:///{workdir / 'shared.db'}"
     run_hpsearch(load_config("search.yaml"), 2, storage, "s", log=lambda m: None)
-    result = CliRunner().invoke(app, ["hpsearch", "-c", "search.yaml", "--trials", "1", "--storage", storage, "--study", "s"])
+    result = CliRunner().invoke(
+        app, ["hpsearch", "-c", "search.yaml", "--trials", "1", "--storage", storage, "--study", "s"]
+    )
     assert result.exit_code == 0, result.output
     study = optuna.load_study(study_name="s", storage=storage)
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 3
@@ -43,7 +53,10 @@ def test_two_invocations_add_trials_to_one_study_and_write_the_best_config(workd
     assert [r.rsplit("-", 1)[1] for r in runs] == ["trial0", "trial1", "trial2"]
     assert all((workdir / "runs" / r / "result.json").exists() for r in runs)
     best = load_config(workdir / "runs" / "hpsearch" / "s-best.yaml")
-    assert best.train.learning_rate == study.best_params["train.learning_rate"] and best.model.pooling == study.best_params["model.pooling"]
+    assert (
+        best.train.learning_rate == study.best_params["train.learning_rate"]
+        and best.model.pooling == study.best_params["model.pooling"]
+    )
     assert best.name == f"tiny-trial{study.best_trial.number}" and best.search.space.keys() == SPACE.keys()
     assert isinstance(study.pruner, optuna.pruners.BasePruner)
 
@@ -62,9 +75,15 @@ def test_a_trial_the_pruner_stops_is_pruned_at_its_first_evaluation(workdir, mon
 @pytest.mark.parametrize(
     "search, message",
     [
-        ({"space": {"train.learning_rate": {"type": "uniform", "low": 0, "high": 1}}}, "search.space.train.learning_rate: type must be one of"),
+        (
+            {"space": {"train.learning_rate": {"type": "uniform", "low": 0, "high": 1}}},
+            "search.space.train.learning_rate: type must be one of",
+        ),
         ({"space": {"train.learning_rate": {"type": "float", "low": 1, "high": 0}}}, "needs low <= high"),
-        ({"space": {"train.learning_rate": {"type": "float", "low": 0, "high": 1, "log": True}}}, "log-scale parameter needs low > 0"),
+        (
+            {"space": {"train.learning_rate": {"type": "float", "low": 0, "high": 1, "log": True}}},
+            "log-scale parameter needs low > 0",
+        ),
         ({"space": {"model.pooling": {"type": "categorical"}}}, "needs a list of plain choices"),
         ({"space": {"model.pooling": {"type": "categorical", "choices": ["cls"], "prior": 1}}}, "unknown key.*prior"),
         ({"metric": "f1"}, "search.metric must be one of"),

@@ -46,14 +46,38 @@ def test_other_key_names_string_offsets_relation_column_and_extra_columns(tmp_pa
     rows = []
     for row in competition_rows():
         subj, obj = (literal(row[k]) for k in ("subject_entity", "object_entity"))
-        subj = {"text": subj["word"], "start_idx": str(subj["start_idx"]), "end_idx": str(subj["end_idx"]), "entity_type": subj["type"]}
-        rows.append({"": "7", "id": f"doc_{row['id']}", "worker": "x", "sentence": row["sentence"], "subject_entity": str(subj), "object_entity": str(obj), "relation": row["label"]})
+        subj = {
+            "text": subj["word"],
+            "start_idx": str(subj["start_idx"]),
+            "end_idx": str(subj["end_idx"]),
+            "entity_type": subj["type"],
+        }
+        rows.append(
+            {
+                "": "7",
+                "id": f"doc_{row['id']}",
+                "worker": "x",
+                "sentence": row["sentence"],
+                "subject_entity": str(subj),
+                "object_entity": str(obj),
+                "relation": row["label"],
+            }
+        )
     examples, ledger = read_examples(write_csv(tmp_path / "odd.csv", rows))
     assert [ex.id for ex in examples] == ["doc_0", "doc_1", "doc_2", "doc_3"]
-    assert examples[3].label == "per:place_of_birth" and examples[3].subject.start == 0 and examples[3].subject.type == "PER"
+    assert (
+        examples[3].label == "per:place_of_birth"
+        and examples[3].subject.start == 0
+        and examples[3].subject.type == "PER"
+    )
     assert ledger.counts()["as_is"] == 4
     notes = " | ".join(ledger.notes)
-    assert "(unnamed index), worker" in notes and "'relation'" in notes and "'text'/'entity_type'" in notes and "strings" in notes
+    assert (
+        "(unnamed index), worker" in notes
+        and "'relation'" in notes
+        and "'text'/'entity_type'" in notes
+        and "strings" in notes
+    )
 
 
 def literal(text: str) -> dict:
@@ -105,7 +129,14 @@ def test_missing_columns_and_bad_bytes_give_clear_errors(tmp_path):
 def test_klue_json_with_name_and_integer_labels(tmp_path):
     rows = competition_rows()
     records = [
-        {"guid": f"klue-re-v1_train_{i}", "sentence": r["sentence"], "subject_entity": literal(r["subject_entity"]), "object_entity": literal(r["object_entity"]), "label": r["label"], "source": "wikipedia"}
+        {
+            "guid": f"klue-re-v1_train_{i}",
+            "sentence": r["sentence"],
+            "subject_entity": literal(r["subject_entity"]),
+            "object_entity": literal(r["object_entity"]),
+            "label": r["label"],
+            "source": "wikipedia",
+        }
         for i, r in enumerate(rows)
     ]
     records[1]["label"] = 1
@@ -126,7 +157,9 @@ def test_hub_offline_gives_one_clear_error(monkeypatch):
 def test_write_then_read_round_trip_and_dataset_view(competition_csv, tmp_path):
     examples, _ = read_examples(competition_csv)
     again, ledger = read_examples(write_examples_csv(tmp_path / "out.csv", examples))
-    assert [(e.id, e.sentence, e.subject, e.object, e.label) for e in again] == [(e.id, e.sentence, e.subject, e.object, e.label) for e in examples]
+    assert [(e.id, e.sentence, e.subject, e.object, e.label) for e in again] == [
+        (e.id, e.sentence, e.subject, e.object, e.label) for e in examples
+    ]
     ds = to_dataset(again)
     assert ds.num_rows == 4 and ds[2]["object_word"] == "1969년 1월 13일" and ds[2]["object_end"] == 17
 

@@ -25,7 +25,9 @@ def configs(tmp_path, monkeypatch):
     train, test = write_sample("data", n_train=80, n_test=20)
 
     def write(name: str, *overrides: str):
-        config = load_config(None, [*TINY, "train.max_steps=4", f"name={name}", f"data.train={train}", f"data.test={test}", *overrides])
+        config = load_config(
+            None, [*TINY, "train.max_steps=4", f"name={name}", f"data.train={train}", f"data.test={test}", *overrides]
+        )
         (tmp_path / f"{name}.yaml").write_text(to_yaml(config), encoding="utf-8")
         return config
 
@@ -36,15 +38,25 @@ def test_configs_run_two_at_a_time_a_failure_is_reported_and_the_finished_runs_a
     configs("a")
     configs("b", "model.pooling=cls", "seed=7")
     configs("bad", "data.train=missing.csv")
-    result = CliRunner().invoke(app, ["jobs", "a.yaml", "b.yaml", "bad.yaml", "--workers", "2", "--ensemble", "fit-f1"])
+    result = CliRunner().invoke(
+        app, ["jobs", "a.yaml", "b.yaml", "bad.yaml", "--workers", "2", "--ensemble", "fit-f1"]
+    )
     assert result.exit_code == 1 and "failed (2)" in result.output, result.output
     runs = {p.name.split("-")[2]: p for p in (tmp_path / "runs").iterdir()}
     assert sorted(runs) == ["a", "b", "bad", "ensemble"]
     for name in ("a", "b"):
-        assert json.loads((runs[name] / "result.json").read_text())["metrics"] and (runs[name] / "job.log").stat().st_size > 0
-    assert "data file not found: missing.csv" in (runs["bad"] / "job.log").read_text() and not (runs["bad"] / "result.json").exists()
+        assert (
+            json.loads((runs[name] / "result.json").read_text())["metrics"]
+            and (runs[name] / "job.log").stat().st_size > 0
+        )
+    assert (
+        "data file not found: missing.csv" in (runs["bad"] / "job.log").read_text()
+        and not (runs["bad"] / "result.json").exists()
+    )
     ensemble = json.loads((runs["ensemble"] / "result.json").read_text())
-    assert ensemble["ensemble"]["method"] == "fit-f1" and sorted(ensemble["ensemble"]["members"]) == sorted(str(runs[n].relative_to(tmp_path)) for n in ("a", "b"))
+    assert ensemble["ensemble"]["method"] == "fit-f1" and sorted(ensemble["ensemble"]["members"]) == sorted(
+        str(runs[n].relative_to(tmp_path)) for n in ("a", "b")
+    )
     assert len(list((tmp_path / "submissions").glob("*.csv"))) == 3
 
 
@@ -61,4 +73,7 @@ def test_the_folds_of_a_kfold_config_as_jobs_give_the_sequential_result(configs,
         torch.set_num_threads(threads)
     for name in ("oof_probs.npy", "test_probs.npy"):
         np.testing.assert_array_equal(np.load(run / name), np.load(sequential / name))
-    assert json.loads((run / "result.json").read_text())["metrics"] == json.loads((sequential / "result.json").read_text())["metrics"]
+    assert (
+        json.loads((run / "result.json").read_text())["metrics"]
+        == json.loads((sequential / "result.json").read_text())["metrics"]
+    )

@@ -9,7 +9,7 @@ from conftest import SAMPLE, entity
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from re_pipeline.data.markers import FORMATS, MarkerConfig, Marked, added_tokens, mark
+from re_pipeline.data.markers import FORMATS, Marked, MarkerConfig, added_tokens, mark
 from re_pipeline.data.schema import Entity, Example
 from re_pipeline.errors import PipelineError
 
@@ -30,7 +30,9 @@ SYLLABLES = "".join(chr(0xAC00 + i) for i in range(0, 11172, 53))
 PUNCT = "(《'\""
 
 
-def make_example(sentence: str, subject: tuple, object_: tuple, label: str | None = "no_relation", id_: str = "0") -> Example:
+def make_example(
+    sentence: str, subject: tuple, object_: tuple, label: str | None = "no_relation", id_: str = "0"
+) -> Example:
     """`subject`/`object_`: (word, type) or (word, type, occurrence)."""
 
     def ent(word: str, type_: str, occurrence: int = 0) -> Entity:
@@ -50,7 +52,9 @@ def check_marked(ex: Example, m: Marked, config: MarkerConfig) -> None:
     roles = sorted(("subject", "object"), key=lambda r: getattr(ex, r).start)
     for role in roles:
         ent = getattr(ex, role)
-        name = config.type_names.get(ent.type, KO.get(ent.type, ent.type) if config.type_language == "ko" else ent.type)
+        name = config.type_names.get(
+            ent.type, KO.get(ent.type, ent.type) if config.type_language == "ko" else ent.type
+        )
         opening, closing = (x.format(t=name) for x in MARKERS[config.format][role == "object"])
         start, end = getattr(m, role)
         marker_start, marker_end = getattr(m, f"{role}_marker_start"), getattr(m, f"{role}_marker_end")
@@ -92,7 +96,10 @@ def test_korean_type_names_and_overrides():
     assert "# ^ 사람 ^ 조지 해리슨 #이 쓰고 @ * 단체 * 비틀즈 @가" in mark(ex, MarkerConfig(type_language="ko")).text
     config = MarkerConfig("typed_entity_marker", "ko", {"PER": "인물"})
     assert "<O:인물> 조지 해리슨 </O:인물>이 쓰고 <S:단체> 비틀즈 </S:단체>가" in mark(ex, config).text
-    assert "[SUBJ-MISC]" in mark(ex.with_(subject=replace(ex.subject, type="MISC")), MarkerConfig("entity_mask", "ko")).text
+    assert (
+        "[SUBJ-MISC]"
+        in mark(ex.with_(subject=replace(ex.subject, type="MISC")), MarkerConfig("entity_mask", "ko")).text
+    )
     assert mark(ex, MarkerConfig("baseline")).first == "비틀즈</s>조지 해리슨"
     assert mark(ex, MarkerConfig("baseline"), sep="[SEP]").first == "비틀즈[SEP]조지 해리슨"
 
@@ -165,7 +172,9 @@ CONFIGS = [
 ]
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: f"{c.format}-{c.type_language}-{'query' if c.query else 'plain'}")
+@pytest.mark.parametrize(
+    "config", CONFIGS, ids=lambda c: f"{c.format}-{c.type_language}-{'query' if c.query else 'plain'}"
+)
 def test_every_format_on_fixtures(config):
     for ex in sample_examples():
         check_marked(ex, mark(ex, config), config)
@@ -183,7 +192,10 @@ def korean_examples(draw) -> Example:
             pieces.append(words[k])
             k += 1
             continue
-        prefix, suffix = draw(st.sampled_from(("", "", *PUNCT))), draw(st.sampled_from(("", "", "가", "는", "의", "에서", "》")))
+        prefix, suffix = (
+            draw(st.sampled_from(("", "", *PUNCT))),
+            draw(st.sampled_from(("", "", "가", "는", "의", "에서", "》"))),
+        )
         word = " ".join(words[k : ends[k]])
         start = len(" ".join(pieces)) + bool(pieces) + len(prefix)
         found.append(Entity(word, start, start + len(word) - 1, draw(st.sampled_from(TYPES))))

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from re_pipeline.errors import PipelineError
 from re_pipeline.models.backbone import BackboneConfig, build_encoder
 from re_pipeline.models.losses import LossConfig, inverse_sqrt_weights, relation_loss
 from re_pipeline.models.relation import ModelConfig, RelationModel, pair_vocabulary
-from re_pipeline.errors import PipelineError
 
 TINY = BackboneConfig(vocab_size=50, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, max_position=40)
 LABELS = 5
@@ -77,7 +77,10 @@ def test_entity_embedding_starts_at_zero_and_changes_nothing():
 
 def test_type_pair_heads_mask_exactly_and_train_only_their_pair():
     names, allowed = pair_vocabulary([("PER", "LOC"), ("PER", "LOC"), ("ORG", "DAT")], [0, 3, 2], LABELS)
-    assert names == ["ORG|DAT", "PER|LOC"] and allowed.tolist() == [[False, False, True, False, False], [True, False, False, True, False]]
+    assert names == ["ORG|DAT", "PER|LOC"] and allowed.tolist() == [
+        [False, False, True, False, False],
+        [True, False, False, True, False],
+    ]
     m = model(type_pair_heads=True, pair_labels=allowed)
     b = batch()
     b["pair"] = torch.tensor([1, 1, 0, -1])  # the last row's pair was never seen: shared head, all labels
@@ -89,7 +92,9 @@ def test_type_pair_heads_mask_exactly_and_train_only_their_pair():
     out["loss"].backward()
     grad = m.pair_heads.weight.grad
     assert grad[1].abs().sum() > 0  # PER|LOC rows trained their head
-    assert grad[0].abs().sum() == 0  # ORG|DAT's only relation is certain: nothing to learn, and no leak from other pairs
+    assert (
+        grad[0].abs().sum() == 0
+    )  # ORG|DAT's only relation is certain: nothing to learn, and no leak from other pairs
     assert (grad[1][:, [1, 2, 4]] == 0).all()  # masked relations get no gradient
 
 

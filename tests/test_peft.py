@@ -15,7 +15,16 @@ from re_pipeline.data.markers import MarkerConfig, added_tokens
 from re_pipeline.errors import PipelineError
 from re_pipeline.labels import LabelSet
 from re_pipeline.models.backbone import BackboneConfig, build_encoder, default_tokenizer, load_encoder
-from re_pipeline.models.peft import Bottleneck, PeftConfig, VirtualTokens, apply_peft, merge_for_inference, new_token_ids, peft_state_dict, trainable_parameters
+from re_pipeline.models.peft import (
+    Bottleneck,
+    PeftConfig,
+    VirtualTokens,
+    apply_peft,
+    merge_for_inference,
+    new_token_ids,
+    peft_state_dict,
+    trainable_parameters,
+)
 from re_pipeline.models.relation import ModelConfig, RelationModel
 from re_pipeline.models.store import load_relation_model, save_relation_model
 
@@ -32,14 +41,24 @@ METHODS = {
     "p-tuning-lstm": {"method": "prompt", "num_virtual_tokens": 3, "encoder": "lstm"},
 }
 # State-dict key parts of each method's own parameters (inside the encoder).
-PARTS = {"lora": ("lora_A", "lora_B"), "houlsby": (".1.down.", ".1.up."), "pfeiffer": (".1.down.", ".1.up."), "prefix": ("encoder.prompt.",), "prompt": ("encoder.prompt.",)}
+PARTS = {
+    "lora": ("lora_A", "lora_B"),
+    "houlsby": (".1.down.", ".1.up."),
+    "pfeiffer": (".1.down.", ".1.up."),
+    "prefix": ("encoder.prompt.",),
+    "prompt": ("encoder.prompt.",),
+}
 
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     """A trained tokenizer plus 8 marker tokens, and a tiny encoder saved for the vocabulary before the markers."""
     root = tmp_path_factory.mktemp("base")
-    tokenizer = default_tokenizer(["김민준은 서울에서 태어났다.", "한빛전자는 1990년에 설립되었다."] * 10, BackboneConfig(vocab_size=150), root / "tok")
+    tokenizer = default_tokenizer(
+        ["김민준은 서울에서 태어났다.", "한빛전자는 1990년에 설립되었다."] * 10,
+        BackboneConfig(vocab_size=150),
+        root / "tok",
+    )
     torch.manual_seed(0)
     build_encoder(TINY, len(tokenizer)).save_pretrained(root / "encoder")
     prepare_tokenizer(tokenizer, MarkerConfig(format="typed_entity_marker"), ["PER", "LOC"])
@@ -63,7 +82,14 @@ def batch(base, n=4, length=10):
     mask[0, 7:], ids[0, 7:] = 0, tokenizer.pad_token_id
     entity = torch.zeros(n, length, dtype=torch.long)
     entity[:, 2:4], entity[:, 5] = 1, 2
-    return {"input_ids": ids, "attention_mask": mask, "subj_start": torch.full((n,), 1), "obj_start": torch.full((n,), 4), "entity_mask": entity, "labels": torch.tensor([0, 1, 2, 3][:n])}
+    return {
+        "input_ids": ids,
+        "attention_mask": mask,
+        "subj_start": torch.full((n,), 1),
+        "obj_start": torch.full((n,), 4),
+        "entity_mask": entity,
+        "labels": torch.tensor([0, 1, 2, 3][:n]),
+    }
 
 
 def train(model, b, steps=3):
@@ -84,7 +110,9 @@ def embedding_rows(model, vocab: int) -> torch.Tensor:
 def test_new_token_ids_are_the_added_markers(base):
     tokenizer, _ = base
     ids = new_token_ids(tokenizer)
-    assert tokenizer.convert_ids_to_tokens(ids) == added_tokens(MarkerConfig(format="typed_entity_marker"), ["PER", "LOC"])
+    assert tokenizer.convert_ids_to_tokens(ids) == added_tokens(
+        MarkerConfig(format="typed_entity_marker"), ["PER", "LOC"]
+    )
     assert len(ids) == 8 and ids[-1] == len(tokenizer) - 1
 
 
@@ -104,13 +132,19 @@ def test_only_the_method_parts_heads_and_marker_rows_train(base, name):
     assert frozen == []  # ... and nothing else of the encoder
     assert {"classifier.weight", "entity_embedding.embedding.weight", "lstm.lstm.weight_ih_l0"} <= changed
     moved = (embedding_rows(model, len(base[0])) != rows_before).any(dim=1).nonzero().flatten().tolist()
-    assert moved == sorted(set(b["input_ids"].flatten().tolist()) & set(new_token_ids(base[0])))  # the markers used, not the whole matrix
+    assert moved == sorted(
+        set(b["input_ids"].flatten().tolist()) & set(new_token_ids(base[0]))
+    )  # the markers used, not the whole matrix
 
 
 @pytest.mark.parametrize("name", METHODS)
 def test_without_new_tokens_the_whole_base_is_frozen(base, name):
     tokenizer, encoder_dir = base
-    model = RelationModel(load_encoder(str(encoder_dir), len(tokenizer)), ModelConfig(backbone=TINY, peft=PeftConfig(**METHODS[name])), len(LABELS))
+    model = RelationModel(
+        load_encoder(str(encoder_dir), len(tokenizer)),
+        ModelConfig(backbone=TINY, peft=PeftConfig(**METHODS[name])),
+        len(LABELS),
+    )
     plain = {n for n, _ in model.encoder.named_parameters()}
     apply_peft(model, [])
     trainable = [n for n, p in model.encoder.named_parameters() if p.requires_grad]
@@ -138,7 +172,9 @@ def test_save_then_load_onto_a_fresh_base_gives_the_same_logits(base, name, tmp_
     loaded = load_relation_model(tmp_path / "model")[0]
     assert torch.allclose(loaded(**b)["logits"], expected, atol=1e-6, rtol=0)
     saved = set(load_file(tmp_path / "model" / "model.safetensors"))
-    assert saved == set(peft_state_dict(model)) and not any("word_embeddings.weight" in k or "base_layer" in k for k in saved)
+    assert saved == set(peft_state_dict(model)) and not any(
+        "word_embeddings.weight" in k or "base_layer" in k for k in saved
+    )
 
 
 def test_lora_merge_gives_the_unmerged_logits(base):
@@ -155,7 +191,9 @@ def test_lora_merge_gives_the_unmerged_logits(base):
 def test_a_moved_base_is_a_clear_error(base, tmp_path):
     tokenizer, encoder_dir = base
     shutil.copytree(encoder_dir, tmp_path / "base")
-    save_relation_model(make(base, method="lora"), tokenizer, LABELS, [], tmp_path / "runs" / "model", base=tmp_path / "base")
+    save_relation_model(
+        make(base, method="lora"), tokenizer, LABELS, [], tmp_path / "runs" / "model", base=tmp_path / "base"
+    )
     shutil.move(tmp_path / "runs", tmp_path / "moved")  # relative path to the base no longer resolves, absolute does
     assert load_relation_model(tmp_path / "moved" / "model")[0] is not None
     shutil.rmtree(tmp_path / "base")
@@ -172,11 +210,16 @@ def test_prefix_wiring_equals_peft_prefix_model(base):
     b = batch(base)
     embeds = model.encoder.get_input_embeddings()(b["input_ids"]).detach()
     ours = model.encoder(inputs_embeds=embeds, attention_mask=b["attention_mask"]).last_hidden_state
-    reference = get_peft_model(load_encoder(str(base[1]), len(base[0])), PrefixTuningConfig(task_type=TaskType.FEATURE_EXTRACTION, num_virtual_tokens=3)).eval()
+    reference = get_peft_model(
+        load_encoder(str(base[1]), len(base[0])),
+        PrefixTuningConfig(task_type=TaskType.FEATURE_EXTRACTION, num_virtual_tokens=3),
+    ).eval()
     reference.prompt_encoder.default.embedding.weight.data.copy_(model.encoder.prompt.embedding.weight)
     theirs = reference(inputs_embeds=embeds, attention_mask=b["attention_mask"]).last_hidden_state
     without = model.encoder.model(inputs_embeds=embeds, attention_mask=b["attention_mask"]).last_hidden_state
-    assert torch.allclose(ours, theirs, atol=1e-6) and not torch.allclose(ours, without, atol=1e-3)  # same as peft's, and the prefix acts
+    assert torch.allclose(ours, theirs, atol=1e-6) and not torch.allclose(
+        ours, without, atol=1e-3
+    )  # same as peft's, and the prefix acts
 
 
 @pytest.mark.parametrize("method", ["prefix", "prompt"])
@@ -184,9 +227,19 @@ def test_prefix_wiring_equals_peft_prefix_model(base):
 def test_virtual_tokens_keep_positions_masks_and_pooled_states(method, arch):
     from transformers import AutoConfig, AutoModel
 
-    config = AutoConfig.for_model(arch, vocab_size=60, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, max_position_embeddings=14)
+    config = AutoConfig.for_model(
+        arch,
+        vocab_size=60,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=14,
+    )
     torch.manual_seed(0)
-    encoder = VirtualTokens(AutoModel.from_config(config, add_pooling_layer=False), PeftConfig(method=method, num_virtual_tokens=12)).eval()
+    encoder = VirtualTokens(
+        AutoModel.from_config(config, add_pooling_layer=False), PeftConfig(method=method, num_virtual_tokens=12)
+    ).eval()
     embeds, mask = torch.randn(2, 10, 32), torch.ones(2, 10, dtype=torch.long)
     mask[0, 6:] = 0
     # 12 virtual + 10 real tokens would overflow a 14-position table if the real tokens were shifted
@@ -201,7 +254,9 @@ def test_adapters_and_virtual_tokens_refuse_other_architectures(base):
 
     encoder = DistilBertModel(DistilBertConfig(vocab_size=60, dim=32, n_layers=1, n_heads=2, hidden_dim=64))
     model = RelationModel(encoder, ModelConfig(peft=PeftConfig(method="houlsby")), len(LABELS))
-    with pytest.raises(PipelineError, match="supports bert, roberta, xlm-roberta encoders, not 'distilbert'; use lora"):
+    with pytest.raises(
+        PipelineError, match="supports bert, roberta, xlm-roberta encoders, not 'distilbert'; use lora"
+    ):
         apply_peft(model, [])
     with pytest.raises(PipelineError, match="model.peft.target_modules"):
         make(base, method="lora", target_modules=["no_such_module"])
@@ -235,13 +290,29 @@ def test_lora_run_end_to_end_saves_a_small_fold_model_that_predicts_like_the_run
 
     train_csv, test_csv = write_sample(tmp_path / "sample", n_train=80, n_test=20)
     tiny = [
-        "model.backbone.vocab_size=400", "model.backbone.hidden_size=32", "model.backbone.num_layers=1", "model.backbone.num_heads=2",
-        "model.backbone.intermediate_size=64", "tapt.enabled=false", "train.max_steps=4", "train.eval_steps=2", "train.batch_size=16",
-        "train.learning_rate=0.001", "train.logging_steps=2", "model.peft.method=lora", "model.peft.rank=2",
+        "model.backbone.vocab_size=400",
+        "model.backbone.hidden_size=32",
+        "model.backbone.num_layers=1",
+        "model.backbone.num_heads=2",
+        "model.backbone.intermediate_size=64",
+        "tapt.enabled=false",
+        "train.max_steps=4",
+        "train.eval_steps=2",
+        "train.batch_size=16",
+        "train.learning_rate=0.001",
+        "train.logging_steps=2",
+        "model.peft.method=lora",
+        "model.peft.rank=2",
     ]
     config = load_config(None, [*tiny, f"data.train={train_csv}", f"data.test={test_csv}"])
     logs = []
-    run = run_pipeline(config, run_dir=tmp_path / "runs" / "r", submissions_dir=tmp_path / "subs", log=logs.append, cache=tmp_path / "cache")
+    run = run_pipeline(
+        config,
+        run_dir=tmp_path / "runs" / "r",
+        submissions_dir=tmp_path / "subs",
+        log=logs.append,
+        cache=tmp_path / "cache",
+    )
     assert any("PEFT lora" in m and "trainable parameters" in m for m in logs)
     result = json.loads((run / "result.json").read_text())
     assert validate_submission(result["submission"], [str(i) for i in range(20)], LabelSet.klue()) == []

@@ -43,7 +43,13 @@ def config(sample, *extra):
 @pytest.fixture(scope="module")
 def run(sample, tmp_path_factory):
     root = tmp_path_factory.mktemp("work")
-    return run_pipeline(config(sample), run_dir=root / "runs" / "r1", submissions_dir=root / "subs", log=lambda m: None, cache=root / "cache")
+    return run_pipeline(
+        config(sample),
+        run_dir=root / "runs" / "r1",
+        submissions_dir=root / "subs",
+        log=lambda m: None,
+        cache=root / "cache",
+    )
 
 
 def test_twenty_steps_give_a_valid_submission_and_a_run_folder(run, sample):
@@ -52,7 +58,14 @@ def test_twenty_steps_give_a_valid_submission_and_a_run_folder(run, sample):
     assert result["folds"]["fold0"]["log_history"][-1]["step"] == 20
     test_ids = [str(i) for i in range(40)]
     assert validate_submission(result["submission"], test_ids, LabelSet.klue()) == []
-    for name in ("config.yaml", "labels.json", "train.audit.csv", "oof_probs.npy", "test_probs.npy", "fold0/model/model.safetensors"):
+    for name in (
+        "config.yaml",
+        "labels.json",
+        "train.audit.csv",
+        "oof_probs.npy",
+        "test_probs.npy",
+        "fold0/model/model.safetensors",
+    ):
         assert (run / name).exists(), name
     oof = np.load(run / "oof_probs.npy")
     assert np.isnan(oof[:, 0]).sum() > 0 and np.allclose(np.nansum(oof, axis=1)[~np.isnan(oof[:, 0])], 1)
@@ -74,7 +87,13 @@ def test_resume_continues_from_the_last_checkpoint(run, sample, tmp_path):
     (fold / "fold.json").unlink()
     shutil.rmtree(fold / "checkpoints" / "checkpoint-20")
     logs = []
-    resumed = run_pipeline(config(sample), run_dir=tmp_path / "r2", submissions_dir=tmp_path / "subs", log=logs.append, cache=tmp_path / "cache")
+    resumed = run_pipeline(
+        config(sample),
+        run_dir=tmp_path / "r2",
+        submissions_dir=tmp_path / "subs",
+        log=logs.append,
+        cache=tmp_path / "cache",
+    )
     assert any("resuming from" in m and "checkpoint-10" in m for m in logs)
     first = json.loads((run / "result.json").read_text())["metrics"]
     second = json.loads((resumed / "result.json").read_text())["metrics"]
@@ -82,27 +101,40 @@ def test_resume_continues_from_the_last_checkpoint(run, sample, tmp_path):
 
 
 def test_a_local_pretrained_model_loads_through_the_hub_code_path(sample, tmp_path):
+    import csv
+
     from re_pipeline.models.backbone import BackboneConfig, build_encoder
     from re_pipeline.models.tokenizer import train_tokenizer
-
-    import csv
 
     sentences = [r["sentence"] for r in csv.DictReader(open(sample[0], encoding="utf-8"))]
     local = tmp_path / "tiny-xlmr"
     tokenizer = train_tokenizer(sentences, 300, local)
-    build_encoder(BackboneConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64), len(tokenizer)).save_pretrained(local)
+    build_encoder(
+        BackboneConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64), len(tokenizer)
+    ).save_pretrained(local)
     run_dir = run_pipeline(
-        config(sample, f"model.backbone.name={local}", "train.max_steps=4"), run_dir=tmp_path / "run", submissions_dir=tmp_path / "subs", log=lambda m: None, cache=tmp_path / "cache"
+        config(sample, f"model.backbone.name={local}", "train.max_steps=4"),
+        run_dir=tmp_path / "run",
+        submissions_dir=tmp_path / "subs",
+        log=lambda m: None,
+        cache=tmp_path / "cache",
     )
     assert json.loads((run_dir / "result.json").read_text())["submission"]
 
 
 def test_tapt_stage_runs_once_and_is_reused(sample, tmp_path):
-    cfg = config(sample, "tapt.enabled=true", "tapt.steps=3", "tapt.batch_size=8", "train.max_steps=2", "train.eval_steps=2")
+    cfg = config(
+        sample, "tapt.enabled=true", "tapt.steps=3", "tapt.batch_size=8", "train.max_steps=2", "train.eval_steps=2"
+    )
     logs = []
     for name in ("a", "b"):
-        run_pipeline(cfg, run_dir=tmp_path / name, submissions_dir=tmp_path / "subs", log=logs.append, cache=tmp_path / "cache")
-    assert sum(m.startswith("TAPT: 3 masked-LM steps") for m in logs) == 1 and sum(m.startswith("TAPT: reusing") for m in logs) == 1
+        run_pipeline(
+            cfg, run_dir=tmp_path / name, submissions_dir=tmp_path / "subs", log=logs.append, cache=tmp_path / "cache"
+        )
+    assert (
+        sum(m.startswith("TAPT: 3 masked-LM steps") for m in logs) == 1
+        and sum(m.startswith("TAPT: reusing") for m in logs) == 1
+    )
     (tapt_dir,) = (tmp_path / "cache" / "tapt").iterdir()
     assert json.loads((tapt_dir / "tapt_log.json").read_text())["steps"] == 3
 
@@ -110,13 +142,21 @@ def test_tapt_stage_runs_once_and_is_reused(sample, tmp_path):
 def test_tapt_stage_writes_a_model_a_training_config_can_load(sample, tmp_path):
     from re_pipeline.pipeline import run_tapt_stage
 
-    tapt_run = run_tapt_stage(config(sample, "tapt.steps=3", "tapt.batch_size=8", "tapt.learning_rate=0.05", "tapt.warmup_ratio=0"), run_dir=tmp_path / "tapt", log=lambda m: None, cache=tmp_path / "cache")
+    tapt_run = run_tapt_stage(
+        config(sample, "tapt.steps=3", "tapt.batch_size=8", "tapt.learning_rate=0.05", "tapt.warmup_ratio=0"),
+        run_dir=tmp_path / "tapt",
+        log=lambda m: None,
+        cache=tmp_path / "cache",
+    )
     result = json.loads((tapt_run / "result.json").read_text())
     assert result["tapt"]["steps"] == 3 and result["train_fingerprint"]
     model = tapt_run / "model"
     run_dir = run_pipeline(
         config(sample, f"model.backbone.name={model}", "train.max_steps=2", "train.eval_steps=2"),
-        run_dir=tmp_path / "run", submissions_dir=tmp_path / "subs", log=lambda m: None, cache=tmp_path / "cache",
+        run_dir=tmp_path / "run",
+        submissions_dir=tmp_path / "subs",
+        log=lambda m: None,
+        cache=tmp_path / "cache",
     )
     from transformers import AutoModel, AutoTokenizer
 
@@ -127,7 +167,9 @@ def test_tapt_stage_writes_a_model_a_training_config_can_load(sample, tmp_path):
 
     trained = load_relation_model(run_dir / "fold0" / "model")[0].encoder.embeddings.position_embeddings.weight
     pretrained = AutoModel.from_pretrained(str(model)).embeddings.position_embeddings.weight
-    assert (trained - pretrained).abs().max() < 0.01  # two small steps from the TAPT weights (which moved ~0.15 from init)
+    assert (
+        trained - pretrained
+    ).abs().max() < 0.01  # two small steps from the TAPT weights (which moved ~0.15 from init)
 
 
 def test_predictions_come_back_in_dataset_order_after_length_sorting():

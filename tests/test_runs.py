@@ -9,6 +9,7 @@ import shutil
 import numpy as np
 import pytest
 import yaml
+from test_pipeline import TINY
 from typer.testing import CliRunner
 
 from re_pipeline.cli import app
@@ -18,7 +19,6 @@ from re_pipeline.errors import PipelineError
 from re_pipeline.io_utils import file_sha256
 from re_pipeline.pipeline import run_pipeline
 from re_pipeline.train import local_reporting
-from test_pipeline import TINY
 
 pytestmark = pytest.mark.usefixtures("wide_console")
 
@@ -31,7 +31,13 @@ def work(tmp_path_factory):
     root = tmp_path_factory.mktemp("work")
     train, test = write_sample(root / "sample", n_train=160, n_test=40)
     cfg = load_config(None, [*TINY, f"data.train={train}", f"data.test={test}"])
-    run = run_pipeline(cfg, run_dir=root / "runs" / "20260101-000000-tiny", submissions_dir=root / "subs", log=lambda m: None, cache=root / "cache")
+    run = run_pipeline(
+        cfg,
+        run_dir=root / "runs" / "20260101-000000-tiny",
+        submissions_dir=root / "subs",
+        log=lambda m: None,
+        cache=root / "cache",
+    )
     return root, run
 
 
@@ -41,9 +47,24 @@ def invoke(*args):
 
 def test_the_run_folder_holds_everything_needed_to_trace_it(work):
     root, run = work
-    for name in ("config.yaml", "labels.json", "tokenizer/tokenizer.json", "train.audit.csv", "train.quarantine.csv", "test.audit.csv",
-                 "fold0/fold.json", "fold0/val_probs.npy", "fold0/test_probs.npy", "fold0/model/model.safetensors", "oof_probs.npy",
-                 "oof_ids.json", "per_class.json", "test_probs.npy", "metrics.jsonl", "result.json"):
+    for name in (
+        "config.yaml",
+        "labels.json",
+        "tokenizer/tokenizer.json",
+        "train.audit.csv",
+        "train.quarantine.csv",
+        "test.audit.csv",
+        "fold0/fold.json",
+        "fold0/val_probs.npy",
+        "fold0/test_probs.npy",
+        "fold0/model/model.safetensors",
+        "oof_probs.npy",
+        "oof_ids.json",
+        "per_class.json",
+        "test_probs.npy",
+        "metrics.jsonl",
+        "result.json",
+    ):
         assert (run / name).exists(), name
     for name in ("confusion_matrix.png", "per_class_f1.png", "pr_curves.png"):
         assert (run / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
@@ -51,11 +72,17 @@ def test_the_run_folder_holds_everything_needed_to_trace_it(work):
     assert result["data_files"]["train"]["sha256"] == file_sha256(root / "sample" / "train.csv")
     assert result["data_files"]["test"]["sha256"] == file_sha256(root / "sample" / "test_data.csv")
     assert result["seed"] == 42 and result["name"] == "default" and result["seconds"] > 0 and result["started"]
-    assert set(result["environment"]["git"]) == {"commit", "dirty"} and result["environment"]["device"].startswith("cpu")
-    assert result["environment"]["versions"]["torch"] and (root / "subs" / f"{run.name}.csv").samefile(result["submission"])
+    assert set(result["environment"]["git"]) == {"commit", "dirty"} and result["environment"]["device"].startswith(
+        "cpu"
+    )
+    assert result["environment"]["versions"]["torch"] and (root / "subs" / f"{run.name}.csv").samefile(
+        result["submission"]
+    )
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     evals = [line for line in lines if line["kind"] == "eval"]
-    assert [e["step"] for e in evals] == [10, 20] and all({"epoch", "eval_micro_f1", "eval_auprc"} <= set(e) for e in evals)
+    assert [e["step"] for e in evals] == [10, 20] and all(
+        {"epoch", "eval_micro_f1", "eval_auprc"} <= set(e) for e in evals
+    )
     assert [line["step"] for line in lines if line["kind"] == "train"] == [5, 10, 15, 20]
     assert len(lines) == len(result["folds"]["fold0"]["log_history"])
     meta = json.loads((run / "oof_ids.json").read_text())
@@ -103,7 +130,11 @@ def test_runs_show_and_compare(work, tmp_path):
         assert text in shown.output, text
     compared = invoke("runs", "compare", run, other)
     assert compared.exit_code == 0, compared.output
-    assert "config: 1 differences" in compared.output and "train.learning_rate" in compared.output and "0.5" in compared.output
+    assert (
+        "config: 1 differences" in compared.output
+        and "train.learning_rate" in compared.output
+        and "0.5" in compared.output
+    )
     old = json.loads((run / "result.json").read_text())["metrics"]["micro_f1"]
     assert f"{12.0 - old:.2f}" in compared.output and "data: identical" in compared.output
     unfinished = tmp_path / "unfinished"
@@ -119,13 +150,18 @@ def test_reproduce_gives_identical_metrics(work, tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert "reproduced within 0.0 points" in result.output
     (new,) = (tmp_path / "runs").iterdir()
-    assert json.loads((new / "result.json").read_text())["metrics"] == json.loads((run / "result.json").read_text())["metrics"]
+    assert (
+        json.loads((new / "result.json").read_text())["metrics"]
+        == json.loads((run / "result.json").read_text())["metrics"]
+    )
     np.testing.assert_array_equal(np.load(new / "test_probs.npy"), np.load(run / "test_probs.npy"))
 
 
 def test_reproduce_exits_non_zero_when_metrics_differ_beyond_the_tolerance(work, tmp_path, monkeypatch):
     _, run = work
-    off = fake_copy(run, tmp_path / "new", micro_f1=json.loads((run / "result.json").read_text())["metrics"]["micro_f1"] + 0.3)
+    off = fake_copy(
+        run, tmp_path / "new", micro_f1=json.loads((run / "result.json").read_text())["metrics"]["micro_f1"] + 0.3
+    )
     monkeypatch.setattr("re_pipeline.runs.reproduce", lambda *args, **kwargs: off)
     strict = invoke("reproduce", run, "--runs-dir", tmp_path)
     assert strict.exit_code == 1 and "not reproduced: micro_f1" in strict.output
@@ -146,8 +182,16 @@ def test_reproduce_refuses_changed_data(work, tmp_path):
     (tampered / "config.yaml").write_text(yaml.safe_dump(config))
     result = invoke("reproduce", tampered, "--runs-dir", tmp_path / "runs")
     logged = json.loads((run / "result.json").read_text())["train_fingerprint"]
-    assert result.exit_code == 2 and "the train data changed" in result.output and str(tmp_path / "train.csv") in result.output
-    assert f"logged {logged}" in result.output and "fingerprint now " in result.output and not (tmp_path / "runs").exists()
+    assert (
+        result.exit_code == 2
+        and "the train data changed" in result.output
+        and str(tmp_path / "train.csv") in result.output
+    )
+    assert (
+        f"logged {logged}" in result.output
+        and "fingerprint now " in result.output
+        and not (tmp_path / "runs").exists()
+    )
 
 
 def test_report_rewrites_the_figures(work, tmp_path):

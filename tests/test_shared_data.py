@@ -37,7 +37,12 @@ def test_noisy_files_load_with_exact_counts(name):
 def test_klue_train_counts_and_duplicates():
     loaded = load_data(KLUE_TRAIN)
     assert loaded.ledger.counts() == {"read": 32470, "as_is": 32415, "repaired": 8, "dropped": 47, "quarantined": 0}
-    assert loaded.ledger.rule_counts() == {"exact_duplicate": 42, "label_conflict": 5, "type_from_label": 4, "unicode": 4}
+    assert loaded.ledger.rule_counts() == {
+        "exact_duplicate": 42,
+        "label_conflict": 5,
+        "type_from_label": 4,
+        "unicode": 4,
+    }
     assert loaded.label_set.name == "klue-re" and len(loaded.examples) == 32470 - 47
 
 

@@ -13,13 +13,24 @@ def test_trained_tokenizer_reloads_with_identical_ids(tmp_path):
     tok = default_tokenizer(sentences, BackboneConfig(vocab_size=500), tmp_path / "tok")
     again = AutoTokenizer.from_pretrained(tmp_path / "tok")
     assert again.is_fast and len(again) == len(tok)
-    assert [tok.pad_token_id, tok.cls_token_id, tok.sep_token_id, tok.unk_token_id, tok.mask_token_id] == [1, 0, 2, 3, 4]
+    assert [tok.pad_token_id, tok.cls_token_id, tok.sep_token_id, tok.unk_token_id, tok.mask_token_id] == [
+        1,
+        0,
+        2,
+        3,
+        4,
+    ]
     for sentence in sentences[:50] + ["처음 보는 단어 ABC 123"]:
         assert again(sentence)["input_ids"] == tok(sentence)["input_ids"]
     ids = again("김민준은 서울에서 태어났다.")["input_ids"]
-    assert ids[0] == 0 and ids[-1] == 2 and again.decode(ids, skip_special_tokens=True) == "김민준은 서울에서 태어났다."
+    assert (
+        ids[0] == 0 and ids[-1] == 2 and again.decode(ids, skip_special_tokens=True) == "김민준은 서울에서 태어났다."
+    )
     # a second call reuses the saved tokenizer instead of training again
-    assert default_tokenizer([], BackboneConfig(vocab_size=500), tmp_path / "tok")("서울")["input_ids"] == tok("서울")["input_ids"]
+    assert (
+        default_tokenizer([], BackboneConfig(vocab_size=500), tmp_path / "tok")("서울")["input_ids"]
+        == tok("서울")["input_ids"]
+    )
 
 
 def test_marker_characters_are_never_unknown(tmp_path):

@@ -84,7 +84,14 @@ class Ledger:
     def write(self, audit_path: Path, quarantine_path: Path) -> None:
         """Audit CSV (repairs and drops) and quarantine CSV (rows with their reason)."""
         audit_rows = [asdict(r) for r in self.repairs] + [
-            {"row": r.row, "id": r.id, "rule": r.rule, "field": "row", "before": r.raw, "after": f"{r.kind}: {r.reason}"}
+            {
+                "row": r.row,
+                "id": r.id,
+                "rule": r.rule,
+                "field": "row",
+                "before": r.raw,
+                "after": f"{r.kind}: {r.reason}",
+            }
             for r in self.removals
             if r.kind == "dropped"
         ]

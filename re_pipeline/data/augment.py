@@ -13,8 +13,8 @@ import hashlib
 import random
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from ..errors import PipelineError
 from .particles import attach, particle_after
@@ -22,7 +22,14 @@ from .schema import Entity, Example
 
 METHODS = ("aeda", "random_mask", "random_delete", "entity_swap", "symmetric_swap")
 PUNCTUATION = (".", ",", "!", "?", ";", ":")
-SYMMETRIC_LABELS = ("per:colleagues", "per:siblings", "per:spouse", "per:other_family", "org:alternate_names", "per:alternate_names")
+SYMMETRIC_LABELS = (
+    "per:colleagues",
+    "per:siblings",
+    "per:spouse",
+    "per:other_family",
+    "org:alternate_names",
+    "per:alternate_names",
+)
 # Particles that may follow a 와/과 or (으)로 inside the same word: 와의, 과는, 으로부터, 로서, 로써, 로도.
 _STACKED = ("의", "는", "도", "부터", "서", "써")
 
@@ -78,7 +85,9 @@ def augment(examples: list[Example], config: AugmentConfig) -> tuple[list[Exampl
     for method in config.methods:
         unknown = sorted(set(method.labels or ()) - known)
         if unknown:
-            raise PipelineError(f"augment {method.name}.labels not in the data: {', '.join(unknown)}; known: {', '.join(sorted(map(str, known)))}")
+            raise PipelineError(
+                f"augment {method.name}.labels not in the data: {', '.join(unknown)}; known: {', '.join(sorted(map(str, known)))}"
+            )
     pool = _mention_pool(examples)
     make: dict[str, Callable[[Example, random.Random, AugmentMethod], Example | None]] = {
         "aeda": lambda ex, rng, m: _aeda(ex, rng, m.prob),
@@ -111,7 +120,14 @@ def augment(examples: list[Example], config: AugmentConfig) -> tuple[list[Exampl
                 else:
                     seen.add(_key(child))
                     counts["children"] += 1
-                    children.append(child.with_(id=f"{parent.id}-aug-{method.name}-{k}", parent_id=parent.id, method=method.name, extra=dict(parent.extra)))
+                    children.append(
+                        child.with_(
+                            id=f"{parent.id}-aug-{method.name}-{k}",
+                            parent_id=parent.id,
+                            method=method.name,
+                            extra=dict(parent.extra),
+                        )
+                    )
     return list(examples) + children, summary
 
 
@@ -187,7 +203,10 @@ def _delete(ex: Example, rng: random.Random, prob: float) -> Example | None:
     free = [i for i, (a, b) in enumerate(words) if not _hits(ex, a, b)]
     if not free:
         return None
-    spans = [(words[i][0], words[i + 1][0]) if i + 1 < len(words) else (words[i - 1][1], words[i][1]) for i in _pick(rng, free, prob)]
+    spans = [
+        (words[i][0], words[i + 1][0]) if i + 1 < len(words) else (words[i - 1][1], words[i][1])
+        for i in _pick(rng, free, prob)
+    ]
     merged: list[list[int]] = []
     for a, b in sorted(spans):  # the last word's span can overlap the one before it
         if merged and a <= merged[-1][1]:

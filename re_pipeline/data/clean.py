@@ -35,10 +35,14 @@ class CleanConfig:
 
     def __post_init__(self) -> None:
         if self.conflict_policy not in CONFLICT_POLICIES:
-            raise PipelineError(f"clean.conflict_policy must be one of {', '.join(CONFLICT_POLICIES)}, not {self.conflict_policy!r}")
+            raise PipelineError(
+                f"clean.conflict_policy must be one of {', '.join(CONFLICT_POLICIES)}, not {self.conflict_policy!r}"
+            )
 
 
-def clean_examples(examples: list[Example], ledger: Ledger, config: CleanConfig, labelled: bool = True) -> list[Example]:
+def clean_examples(
+    examples: list[Example], ledger: Ledger, config: CleanConfig, labelled: bool = True
+) -> list[Example]:
     """Run the enabled rules. Unlabelled (test) data is never deduplicated or relabelled."""
     out = []
     for ex in examples:
@@ -52,7 +56,13 @@ def clean_examples(examples: list[Example], ledger: Ledger, config: CleanConfig,
             ledger.quarantine(ex.row, ex.id, "span_mismatch", "entity offsets do not match the word", ex.to_record())
             continue
         if not (ex.subject.end < ex.object.start or ex.object.end < ex.subject.start):
-            ledger.quarantine(ex.row, ex.id, "entities_overlap", "subject and object spans overlap; no input format can mark them", ex.to_record())
+            ledger.quarantine(
+                ex.row,
+                ex.id,
+                "entities_overlap",
+                "subject and object spans overlap; no input format can mark them",
+                ex.to_record(),
+            )
             continue
         out.append(ex)
     if config.corrections:
@@ -70,7 +80,9 @@ def _strip_text(text: str) -> str:
 
 def _visible(text: str) -> str:
     """Show invisible and non-NFC characters as <U+XXXX> so an audit record reveals them."""
-    return "".join(f"<U+{ord(ch):04X}>" if ch in INVISIBLE or unicodedata.normalize("NFC", ch) != ch else ch for ch in text)
+    return "".join(
+        f"<U+{ord(ch):04X}>" if ch in INVISIBLE or unicodedata.normalize("NFC", ch) != ch else ch for ch in text
+    )
 
 
 def normalise_unicode(ex: Example, ledger: Ledger) -> Example:
@@ -84,7 +96,14 @@ def normalise_unicode(ex: Example, ledger: Ledger) -> Example:
         end = len(_strip_text(ex.sentence[: e.end + 1])) - 1
         entities.append(Entity(_strip_text(e.word), start, end, e.type))
         if (start, end, entities[-1].word) != (e.start, e.end, e.word):
-            ledger.repair(ex.row, ex.id, "unicode", f"{role}_entity", f"{e.word!r}@{e.start}-{e.end}", f"{entities[-1].word!r}@{start}-{end}")
+            ledger.repair(
+                ex.row,
+                ex.id,
+                "unicode",
+                f"{role}_entity",
+                f"{e.word!r}@{e.start}-{e.end}",
+                f"{entities[-1].word!r}@{start}-{end}",
+            )
     if sentence != ex.sentence:
         ledger.repair(ex.row, ex.id, "unicode", "sentence", _visible(ex.sentence), sentence)
     return ex.with_(sentence=sentence, subject=entities[0], object=entities[1])
@@ -99,9 +118,22 @@ def repair_offsets(ex: Example, ledger: Ledger) -> Example | None:
             continue
         found = _nearest_occurrence(ex.sentence, e)
         if found is None:
-            ledger.quarantine(ex.row, ex.id, "span_not_found", f"{role} word {e.word!r} does not occur in the sentence", ex.to_record())
+            ledger.quarantine(
+                ex.row,
+                ex.id,
+                "span_not_found",
+                f"{role} word {e.word!r} does not occur in the sentence",
+                ex.to_record(),
+            )
             return None
-        ledger.repair(ex.row, ex.id, "offsets", f"{role}_entity", f"{e.word!r}@{e.start}-{e.end}", f"{found.word!r}@{found.start}-{found.end}")
+        ledger.repair(
+            ex.row,
+            ex.id,
+            "offsets",
+            f"{role}_entity",
+            f"{e.word!r}@{e.start}-{e.end}",
+            f"{found.word!r}@{found.start}-{found.end}",
+        )
         fixed[role] = found
     return ex.with_(subject=fixed["subject"], object=fixed["object"])
 
@@ -136,7 +168,9 @@ def read_corrections(path: Path) -> list[dict]:
         rows = list(reader)
     for i, row in enumerate(rows, start=2):
         if row["field"] not in CORRECTABLE_FIELDS:
-            raise PipelineError(f"{path}:{i}: field {row['field']!r} cannot be corrected (use {', '.join(CORRECTABLE_FIELDS)})")
+            raise PipelineError(
+                f"{path}:{i}: field {row['field']!r} cannot be corrected (use {', '.join(CORRECTABLE_FIELDS)})"
+            )
     return rows
 
 
@@ -153,7 +187,9 @@ def apply_corrections(examples: list[Example], ledger: Ledger, path: Path) -> li
         for fix in by_id.get(ex.id, ()):
             current = _field(ex, fix["field"])
             if current != fix["old"]:
-                ledger.note(f"correction {fix['field']} of id {ex.id!r} skipped: value is {current!r}, not {fix['old']!r}")
+                ledger.note(
+                    f"correction {fix['field']} of id {ex.id!r} skipped: value is {current!r}, not {fix['old']!r}"
+                )
                 continue
             ex = _set_field(ex, fix["field"], fix["new"])
             ledger.repair(ex.row, ex.id, "correction", fix["field"], fix["old"], fix["new"])
@@ -210,6 +246,8 @@ def deduplicate(examples: list[Example], ledger: Ledger, drop_exact: bool, polic
                 kept_one = True
                 continue
             drop.add(i)
-            reason = f"labels {sorted(set(labels), key=str)} conflict for one (sentence, subject, object); policy {policy}"
+            reason = (
+                f"labels {sorted(set(labels), key=str)} conflict for one (sentence, subject, object); policy {policy}"
+            )
             ledger.drop(ex.row, ex.id, "label_conflict", reason, ex.to_record())
     return [ex for i, ex in enumerate(examples) if i not in drop]

@@ -8,9 +8,10 @@ counting tokens, so added tokens, Metaspace "▁" pieces and whitespace cannot s
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from collections.abc import Iterable
 from functools import partial
 from operator import itemgetter
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 from ..errors import PipelineError
 from ..labels import LabelSet
@@ -66,7 +67,9 @@ def _tokenize(batch: dict, tokenizer, max_length: int) -> dict:
     texts = (batch["first"], batch["text"]) if pair else (batch["text"],)
     enc = tokenizer(*texts, return_offsets_mapping=True, return_token_type_ids=False, return_attention_mask=False)
     out: dict[str, list] = {k: [] for k in (*COLUMNS[:2], *COLUMNS[3:8], "truncated", "n_tokens")}
-    for i, (ids, offsets, spans, example_id) in enumerate(zip(enc["input_ids"], enc["offset_mapping"], batch["spans"], batch["id"])):
+    for i, (ids, offsets, spans, example_id) in enumerate(
+        zip(enc["input_ids"], enc["offset_mapping"], batch["spans"], batch["id"])
+    ):
         seq = enc.sequence_ids(i)
         lo = seq.index(int(pair))  # the marked sentence's tokens are [lo, hi)
         hi = lo + seq.count(int(pair))
@@ -144,7 +147,14 @@ def build_features(
                 "id": ex.id,
                 "text": m.text,
                 "first": m.first,
-                "spans": [*m.subject, *m.object, m.subject_marker_start, m.subject_marker_end, m.object_marker_start, m.object_marker_end],
+                "spans": [
+                    *m.subject,
+                    *m.object,
+                    m.subject_marker_start,
+                    m.subject_marker_end,
+                    m.object_marker_start,
+                    m.object_marker_end,
+                ],
                 "labels": label_set.id(ex.label) if label_set is not None and ex.label is not None else -100,
                 "subject_type": ex.subject.type,
                 "object_type": ex.object.type,

@@ -84,7 +84,9 @@ def read_text(path: Path) -> str:
             hint = "; it reads as cp949 (EUC-KR, Korean Windows)"
         except UnicodeDecodeError:
             hint = ""
-        raise PipelineError(f"{path}: not UTF-8 text (bad byte on line {line}{hint}); re-save the file as UTF-8") from None
+        raise PipelineError(
+            f"{path}: not UTF-8 text (bad byte on line {line}{hint}); re-save the file as UTF-8"
+        ) from None
 
 
 def read_csv_rows(path: Path) -> tuple[list[RawRow], Ledger]:
@@ -166,7 +168,11 @@ def read_hub_rows(spec: str) -> tuple[list[RawRow], Ledger]:
     import datasets
 
     try:
-        ds = datasets.load_dataset(*name.split("/", 1), split=split) if "/" in name else datasets.load_dataset(name, split=split)
+        ds = (
+            datasets.load_dataset(*name.split("/", 1), split=split)
+            if "/" in name
+            else datasets.load_dataset(name, split=split)
+        )
     except Exception as exc:  # offline, unknown name, missing cache: all end the same way for the user
         raise PipelineError(
             f"cannot load {name!r} ({split}) from the Hugging Face hub ({type(exc).__name__}); "
@@ -276,7 +282,9 @@ def _parse_entity(value, raw: RawRow, role: str, ledger: Ledger, conventions: Co
             data = _tolerant_dict(value)
             if data is None:
                 raise ValueError(f"not a dict literal: {value[:120]!r}")
-            ledger.repair(raw.row, raw.id, "entity_quotes", f"{role}_entity", value, json.dumps(data, ensure_ascii=False))
+            ledger.repair(
+                raw.row, raw.id, "entity_quotes", f"{role}_entity", value, json.dumps(data, ensure_ascii=False)
+            )
     elif isinstance(value, dict):
         data = value
     else:
@@ -360,7 +368,13 @@ def check_labels(examples: list[Example], label_set: LabelSet, ledger: Ledger) -
     kept = []
     for ex in examples:
         if ex.label is not None and ex.label not in label_set:
-            ledger.quarantine(ex.row, ex.id, "unknown_label", f"label {ex.label!r} is not in label set {label_set.name!r}", ex.to_record())
+            ledger.quarantine(
+                ex.row,
+                ex.id,
+                "unknown_label",
+                f"label {ex.label!r} is not in label set {label_set.name!r}",
+                ex.to_record(),
+            )
         else:
             kept.append(ex)
     return kept
@@ -376,6 +390,13 @@ def write_examples_csv(path: str | Path, examples: list[Example]) -> Path:
         writer = csv.writer(fh)
         writer.writerow(columns)
         for ex in examples:
-            row = [ex.id, ex.sentence, str(ex.subject.to_dict()), str(ex.object.to_dict()), ex.label if ex.label is not None else "100", ex.source]
+            row = [
+                ex.id,
+                ex.sentence,
+                str(ex.subject.to_dict()),
+                str(ex.object.to_dict()),
+                ex.label if ex.label is not None else "100",
+                ex.source,
+            ]
             writer.writerow(row + ([ex.parent_id or "", ex.method or ""] if augmented else []))
     return Path(path)

@@ -62,11 +62,18 @@ def fingerprint(examples: list[Example], settings: dict) -> str:
     return digest.hexdigest()[:16]
 
 
-def read_options(data: "DataConfig") -> ReadOptions:
+def read_options(data: DataConfig) -> ReadOptions:
     """Reader settings from the `data` section of a config."""
     return ReadOptions(end_offsets=data.end_offsets, unlabelled_values=tuple(data.unlabelled_values))
 
 
-def load_configured(path: str | Path, config: "Config", labels: LabelSet | None = None) -> LoadedData:
+def load_configured(path: str | Path, config: Config, labels: LabelSet | None = None) -> LoadedData:
     """`load_data` with the `data` and `clean` sections of a run config; a fixed label set marks a test file."""
-    return load_data(path, read_options(config.data), config.clean, labels or config.data.labels, config.data.no_relation, test=labels is not None)
+    return load_data(
+        path,
+        read_options(config.data),
+        config.clean,
+        labels or config.data.labels,
+        config.data.no_relation,
+        test=labels is not None,
+    )

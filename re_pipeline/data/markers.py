@@ -26,9 +26,9 @@ POH 기타, NOH 수량); `type_names` overrides either, and an unknown type show
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from string import Formatter
-from typing import Iterable
 
 from ..errors import PipelineError
 from .particles import attach
@@ -62,10 +62,14 @@ class MarkerConfig:
         if self.format not in FORMATS:
             raise PipelineError(f"markers.format {self.format!r}: choose one of {', '.join(FORMATS)}")
         if self.type_language not in TYPE_LANGUAGES:
-            raise PipelineError(f"markers.type_language {self.type_language!r}: choose one of {', '.join(TYPE_LANGUAGES)}")
+            raise PipelineError(
+                f"markers.type_language {self.type_language!r}: choose one of {', '.join(TYPE_LANGUAGES)}"
+            )
         if self.query is not None:
             if self.format == "baseline":
-                raise PipelineError("markers.query cannot be used with format 'baseline' (both fill the first segment)")
+                raise PipelineError(
+                    "markers.query cannot be used with format 'baseline' (both fill the first segment)"
+                )
             render_query(self.query, dict.fromkeys(QUERY_FIELDS, "값"))
 
     def type_name(self, type_: str) -> str:

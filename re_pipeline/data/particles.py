@@ -30,7 +30,14 @@ import re
 import hgtk
 
 # Each pair: (form after a final consonant, form after a vowel).
-_PAIRS: tuple[tuple[str, str], ...] = (("이", "가"), ("은", "는"), ("을", "를"), ("과", "와"), ("이다", "다"), ("으로", "로"))
+_PAIRS: tuple[tuple[str, str], ...] = (
+    ("이", "가"),
+    ("은", "는"),
+    ("을", "를"),
+    ("과", "와"),
+    ("이다", "다"),
+    ("으로", "로"),
+)
 _PAIR_OF: dict[str, tuple[str, str]] = {form: pair for pair in _PAIRS for form in pair}
 
 # Forms `particle_after` looks for, longest first.

@@ -13,9 +13,34 @@ from pathlib import Path
 from ..io_utils import atomic_write
 from .particles import attach
 
-PEOPLE = [s + g for s in "김이박최정강조윤장임한오" for g in ("민준", "서연", "지훈", "수아", "우진", "하은", "현우", "지민", "도윤", "예린", "태민", "유나")]
-ORGS = [p + q for p in ("한빛", "푸른", "새별", "누리", "다온", "미래", "가람", "하늘", "별빛", "온누리") for q in ("전자", "은행", "대학교", "항공", "제약", "신문", "건설", "방송")]
-PLACES = ["서울", "부산", "대구", "광주", "인천", "전주", "제주", "수원", "춘천", "목포", "강릉", "포항", "여수", "안동", "청주", "원주"]
+PEOPLE = [
+    s + g
+    for s in "김이박최정강조윤장임한오"
+    for g in ("민준", "서연", "지훈", "수아", "우진", "하은", "현우", "지민", "도윤", "예린", "태민", "유나")
+]
+ORGS = [
+    p + q
+    for p in ("한빛", "푸른", "새별", "누리", "다온", "미래", "가람", "하늘", "별빛", "온누리")
+    for q in ("전자", "은행", "대학교", "항공", "제약", "신문", "건설", "방송")
+]
+PLACES = [
+    "서울",
+    "부산",
+    "대구",
+    "광주",
+    "인천",
+    "전주",
+    "제주",
+    "수원",
+    "춘천",
+    "목포",
+    "강릉",
+    "포항",
+    "여수",
+    "안동",
+    "청주",
+    "원주",
+]
 TITLES = ["대표이사", "교수", "기자", "가수", "감독", "의원", "회장", "연구원"]
 YEARS = [str(y) for y in range(1950, 2021, 3)]
 
@@ -70,7 +95,9 @@ def generate(n: int, seed: int, start_id: int = 0, labelled: bool = True) -> lis
             {
                 "id": str(start_id + k),
                 "sentence": sentence,
-                "subject_entity": str({"word": subject, "start_idx": s, "end_idx": s + len(subject) - 1, "type": stype}),
+                "subject_entity": str(
+                    {"word": subject, "start_idx": s, "end_idx": s + len(subject) - 1, "type": stype}
+                ),
                 "object_entity": str({"word": obj, "start_idx": o, "end_idx": o + len(obj) - 1, "type": otype}),
                 "label": label if labelled else "100",
                 "source": "synthetic",
@@ -83,7 +110,10 @@ def write_sample(out_dir: str | Path, n_train: int = 1200, n_test: int = 300, se
     """Write `train.csv` and `test_data.csv` (labels 100) into `out_dir`."""
     out_dir = Path(out_dir)
     paths = []
-    for name, rows in (("train.csv", generate(n_train, seed)), ("test_data.csv", generate(n_test, seed + 1, labelled=False))):
+    for name, rows in (
+        ("train.csv", generate(n_train, seed)),
+        ("test_data.csv", generate(n_test, seed + 1, labelled=False)),
+    ):
         with atomic_write(out_dir / name) as fh:
             writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
             writer.writeheader()

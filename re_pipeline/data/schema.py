@@ -43,7 +43,7 @@ class Example:
     def spans_ok(self) -> bool:
         return self.subject.span_ok(self.sentence) and self.object.span_ok(self.sentence)
 
-    def with_(self, **changes) -> "Example":
+    def with_(self, **changes) -> Example:
         return replace(self, **changes)
 
     def to_record(self) -> dict:

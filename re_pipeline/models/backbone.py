@@ -6,9 +6,9 @@ tokenizer trained on the task's own sentences (`models/tokenizer.py`).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 from ..errors import PipelineError
 

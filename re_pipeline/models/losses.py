@@ -26,7 +26,9 @@ class LossConfig:
             raise PipelineError(f"model.loss.name must be one of {', '.join(LOSSES)}, not {self.name!r}")
 
 
-def relation_loss(logits: torch.Tensor, labels: torch.Tensor, config: LossConfig, class_weights: torch.Tensor | None = None) -> torch.Tensor:
+def relation_loss(
+    logits: torch.Tensor, labels: torch.Tensor, config: LossConfig, class_weights: torch.Tensor | None = None
+) -> torch.Tensor:
     weight = class_weights if config.class_weighted else None
     if config.name == "ce":
         return F.cross_entropy(logits, labels, weight=weight, label_smoothing=config.label_smoothing)

@@ -101,18 +101,44 @@ class VirtualTokens(nn.Module):
     or to the input embeddings (`prompt`). Real tokens keep their positions; only their states are returned."""
 
     def __init__(self, encoder: nn.Module, cfg: PeftConfig):
-        from peft import PrefixEncoder, PrefixTuningConfig, PromptEmbedding, PromptEncoder, PromptEncoderConfig, PromptTuningConfig
+        from peft import (
+            PrefixEncoder,
+            PrefixTuningConfig,
+            PromptEmbedding,
+            PromptEncoder,
+            PromptEncoderConfig,
+            PromptTuningConfig,
+        )
 
         super().__init__()
         c = encoder.config
-        self.model, self.method, self.n, self.heads = encoder, cfg.method, cfg.num_virtual_tokens, c.num_attention_heads
-        shape = dict(num_virtual_tokens=self.n, token_dim=c.hidden_size, num_layers=c.num_hidden_layers, num_attention_heads=self.heads, num_transformer_submodules=1)
+        self.model, self.method, self.n, self.heads = (
+            encoder,
+            cfg.method,
+            cfg.num_virtual_tokens,
+            c.num_attention_heads,
+        )
+        shape = dict(
+            num_virtual_tokens=self.n,
+            token_dim=c.hidden_size,
+            num_layers=c.num_hidden_layers,
+            num_attention_heads=self.heads,
+            num_transformer_submodules=1,
+        )
         if cfg.method == "prefix":
-            self.prompt = PrefixEncoder(PrefixTuningConfig(**shape, prefix_projection=cfg.prefix_projection, encoder_hidden_size=c.hidden_size))
+            self.prompt = PrefixEncoder(
+                PrefixTuningConfig(**shape, prefix_projection=cfg.prefix_projection, encoder_hidden_size=c.hidden_size)
+            )
         elif cfg.encoder:
-            self.prompt = PromptEncoder(PromptEncoderConfig(**shape, encoder_reparameterization_type=cfg.encoder.upper(), encoder_hidden_size=c.hidden_size))
+            self.prompt = PromptEncoder(
+                PromptEncoderConfig(
+                    **shape, encoder_reparameterization_type=cfg.encoder.upper(), encoder_hidden_size=c.hidden_size
+                )
+            )
         else:  # initialised from the embeddings of random vocabulary tokens
-            self.prompt = PromptEmbedding(PromptTuningConfig(**shape, prompt_tuning_init="SAMPLE_VOCAB"), encoder.get_input_embeddings())
+            self.prompt = PromptEmbedding(
+                PromptTuningConfig(**shape, prompt_tuning_init="SAMPLE_VOCAB"), encoder.get_input_embeddings()
+            )
         self.register_buffer("tokens", torch.arange(self.n), persistent=False)
         # RoBERTa-style embeddings number positions from padding_idx + 1, BERT's from 0.
         self.first_position = getattr(encoder.embeddings, "padding_idx", -1) + 1
@@ -133,9 +159,13 @@ class VirtualTokens(nn.Module):
         positions = self.first_position + torch.arange(length, device=inputs_embeds.device).expand(batch, -1)
         if self.method == "prefix":
             # [batch, n, layers * 2 * hidden] -> per layer: keys and values [batch, heads, n, head_dim]
-            kv = virtual.view(batch, self.n, -1, 2, self.heads, inputs_embeds.size(-1) // self.heads).permute(2, 3, 0, 4, 1, 5)
+            kv = virtual.view(batch, self.n, -1, 2, self.heads, inputs_embeds.size(-1) // self.heads).permute(
+                2, 3, 0, 4, 1, 5
+            )
             cache = DynamicCache([(k.to(inputs_embeds.dtype), v.to(inputs_embeds.dtype)) for k, v in kv])
-            return self.model(inputs_embeds=inputs_embeds, attention_mask=mask, position_ids=positions, past_key_values=cache)
+            return self.model(
+                inputs_embeds=inputs_embeds, attention_mask=mask, position_ids=positions, past_key_values=cache
+            )
         out = self.model(
             inputs_embeds=torch.cat([virtual.to(inputs_embeds.dtype), inputs_embeds], dim=1),
             attention_mask=mask,
@@ -179,13 +209,17 @@ def apply_peft(model: nn.Module, token_ids: list[int]) -> nn.Module:
     else:
         model_type = encoder.config.model_type
         if model_type not in OWN_ARCHITECTURES:
-            raise PipelineError(f"model.peft.method {cfg.method!r} supports {', '.join(OWN_ARCHITECTURES)} encoders, not {model_type!r}; use lora")
+            raise PipelineError(
+                f"model.peft.method {cfg.method!r} supports {', '.join(OWN_ARCHITECTURES)} encoders, not {model_type!r}; use lora"
+            )
         if cfg.method in ("prefix", "prompt"):  # before the token rows: prompts start from plain embeddings
             model.encoder = VirtualTokens(encoder, cfg)
         if token_ids:  # before the adapters: peft freezes every other parameter of the module it injects into
             from peft import TrainableTokensConfig, inject_adapter_in_model
 
-            inject_adapter_in_model(TrainableTokensConfig(target_modules=[embeddings], token_indices=token_ids), encoder)
+            inject_adapter_in_model(
+                TrainableTokensConfig(target_modules=[embeddings], token_indices=token_ids), encoder
+            )
         if cfg.method in ("houlsby", "pfeiffer"):
             hidden = encoder.config.hidden_size
             for layer in encoder.encoder.layer:
@@ -216,7 +250,9 @@ def load_peft_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> No
     expected = set(peft_state_dict(model))
     if set(state) != expected:
         missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
-        raise PipelineError(f"saved PEFT weights do not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        raise PipelineError(
+            f"saved PEFT weights do not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
     model.load_state_dict(state, strict=False)
 
 

@@ -70,7 +70,9 @@ class Pooler(nn.Module):
         self.kind = kind
         self.out_dim = {"cls": hidden, "entity_start": 2 * hidden, "span_mean": 3 * hidden}[kind]
         if kind == "span_mean":
-            self.dense = nn.ModuleList(nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, hidden), nn.Tanh()) for _ in range(3))
+            self.dense = nn.ModuleList(
+                nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, hidden), nn.Tanh()) for _ in range(3)
+            )
 
     def forward(self, states: torch.Tensor, batch: dict) -> torch.Tensor:
         rows = torch.arange(states.size(0), device=states.device)
@@ -118,7 +120,9 @@ class PairHeads(nn.Module):
 class RelationModel(nn.Module):
     """Encoder plus relation head. `pair_labels` ([pairs, labels] bool) enables per-type-pair heads."""
 
-    def __init__(self, encoder: nn.Module, config: ModelConfig, num_labels: int, pair_labels: torch.Tensor | None = None):
+    def __init__(
+        self, encoder: nn.Module, config: ModelConfig, num_labels: int, pair_labels: torch.Tensor | None = None
+    ):
         super().__init__()
         hidden = encoder.config.hidden_size
         self.encoder = encoder
@@ -130,7 +134,9 @@ class RelationModel(nn.Module):
         dim = self.pooler.out_dim
         self.dropout = nn.Dropout(config.dropout)
         if config.head == "mlp":
-            self.classifier = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(config.dropout), nn.Linear(hidden, num_labels))
+            self.classifier = nn.Sequential(
+                nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(config.dropout), nn.Linear(hidden, num_labels)
+            )
         else:
             self.classifier = nn.Linear(dim, num_labels)
         if config.type_pair_heads and pair_labels is None:
@@ -148,7 +154,13 @@ class RelationModel(nn.Module):
         return self.dropout(self.pooler(states, batch))
 
     def forward(self, input_ids, attention_mask, subj_start, obj_start, entity_mask, pair=None, labels=None, **_):
-        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "subj_start": subj_start, "obj_start": obj_start, "entity_mask": entity_mask}
+        batch = {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "subj_start": subj_start,
+            "obj_start": obj_start,
+            "entity_mask": entity_mask,
+        }
         features = self.encode(batch)
         shared = self.classifier(features)
         if self.pair_heads is None:
@@ -169,7 +181,9 @@ class RelationModel(nn.Module):
         return out
 
 
-def pair_vocabulary(pairs: list[tuple[str, str]], labels: list[int], num_labels: int) -> tuple[list[str], torch.Tensor]:
+def pair_vocabulary(
+    pairs: list[tuple[str, str]], labels: list[int], num_labels: int
+) -> tuple[list[str], torch.Tensor]:
     """Type pairs seen in training (as "SUBJ|OBJ") and the relations allowed for each."""
     names = sorted({f"{s}|{o}" for s, o in pairs})
     index = {n: i for i, n in enumerate(names)}

@@ -22,7 +22,12 @@ from .relation import ModelConfig, RelationModel
 
 
 def save_relation_model(
-    model: RelationModel, tokenizer, label_set: LabelSet, pair_names: list[str], out_dir: str | Path, base: str | Path | None = None
+    model: RelationModel,
+    tokenizer,
+    label_set: LabelSet,
+    pair_names: list[str],
+    out_dir: str | Path,
+    base: str | Path | None = None,
 ) -> Path:
     """`base`: the encoder's hub name or folder, needed (and recorded) for a PEFT model."""
     out_dir = Path(out_dir)
@@ -32,7 +37,9 @@ def save_relation_model(
     meta = {"model": dataclasses.asdict(model.config), "labels": label_set.to_dict(), "pairs": pair_names}
     if model.config.peft.enabled:
         if base is None:
-            raise PipelineError("a PEFT model is saved without its frozen encoder: pass `base`, the encoder's hub name or folder")
+            raise PipelineError(
+                "a PEFT model is saved without its frozen encoder: pass `base`, the encoder's hub name or folder"
+            )
         save_file(peft_state_dict(model), str(out_dir / "model.safetensors"))
         local = Path(base).exists()
         meta["peft"] = {
@@ -52,7 +59,9 @@ def peft_base(model_dir: Path, peft: dict) -> str:
     if relative is not None and (model_dir / relative).exists():
         return str((model_dir / relative).resolve())
     if os.path.isabs(peft["base"]) and not Path(peft["base"]).exists():
-        raise PipelineError(f"{model_dir}: the PEFT model's base encoder is gone (looked for {peft['base']} and {model_dir / relative})")
+        raise PipelineError(
+            f"{model_dir}: the PEFT model's base encoder is gone (looked for {peft['base']} and {model_dir / relative})"
+        )
     return peft["base"]
 
 

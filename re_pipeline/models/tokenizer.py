@@ -9,8 +9,8 @@ artifact: cached by its inputs, saved in every run folder, and reused on resume.
 from __future__ import annotations
 
 import string
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
