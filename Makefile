@@ -10,15 +10,39 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_HOME := $(CURDIR)/.hf_home
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install train tapt predict ensemble hpsearch jobs bench test clean-data
+.PHONY: install lock lint test-latest train tapt predict ensemble hpsearch jobs bench test clean-data
 
+# Installs exactly what requirements.lock pins (versions and hashes, every dependency), then the project
+# itself without dependencies, then checks the result with `pip check`.
+# TORCH=locked (default): the lock's torch, the CPU wheel. TORCH=keep: keep the torch already in .venv
+# (your CUDA build, see the README) and install everything else from the lock.
+LOCK := requirements.lock
+TORCH ?= locked
 install: $(BIN)/re-pipeline
 
-$(BIN)/re-pipeline: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+$(BIN)/re-pipeline: pyproject.toml $(LOCK)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(if $(filter keep,$(TORCH)),awk '/^torch==/ {skip = 1; next} skip && /^ / {next} {skip = 0; print}' $(LOCK) > $(VENV)/lock-keep-torch.txt)
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r $(if $(filter keep,$(TORCH)),$(VENV)/lock-keep-torch.txt,$(LOCK))
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/pip check
 	@touch $@
+
+# make lock: re-resolve requirements.lock after a change to pyproject.toml, keeping every pin that still fits;
+# make lock UPGRADE=1: the newest versions pyproject.toml allows. pip-tools runs in its own .venv-lock.
+lock:
+	test -x .venv-lock/bin/pip-compile || ($(PYTHON) -m venv .venv-lock && .venv-lock/bin/pip install --quiet pip-tools==7.6.2)
+	.venv-lock/bin/pip-compile --quiet $(if $(UPGRADE),--upgrade) --generate-hashes --allow-unsafe --extra dev --strip-extras \
+		--no-emit-index-url --no-emit-find-links --output-file $(LOCK) pyproject.toml
+
+# make test-latest: the suite against the newest releases pyproject.toml allows (torch stays the locked CPU
+# wheel), in a throwaway .venv-latest; prints which versions differ from the lock. Try upgrades on purpose.
+test-latest:
+	rm -rf .venv-latest && $(PYTHON) -m venv .venv-latest
+	grep -m1 '^torch==' $(LOCK) | cut -d' ' -f1 > .venv-latest/torch.txt
+	.venv-latest/bin/pip install --quiet --upgrade --upgrade-strategy eager -c .venv-latest/torch.txt -e '.[dev]'
+	.venv-latest/bin/python tools/lock_diff.py $(LOCK)
+	.venv-latest/bin/pytest
 
 # make train [CONFIG=configs/x.yaml] [DATA=dir-with-train.csv] [SET="train.epochs=3 ..."] [NPROC=2]
 # NPROC > 1 (or TORCHRUN_ARGS) trains data parallel through torchrun; several machines sharing runs/ and .cache/:
@@ -58,6 +82,11 @@ bench: install
 
 test: install
 	$(BIN)/pytest
+
+# make lint: ruff's lint rules and formatting (pyproject.toml), as CI runs them; `ruff format .` fixes the format.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 clean-data: install
 	$(BIN)/re-pipeline clean $(or $(DATA),data/raw/train.csv) --config $(CONFIG)

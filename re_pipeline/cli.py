@@ -377,11 +377,14 @@ def runs_show(run: str = RunArg, runs_dir: Path = RunsDirOpt):
 @runs_app.command("compare")
 @user_errors
 def runs_compare(a: str = RunArg, b: str = RunArg, runs_dir: Path = RunsDirOpt):
-    """Two runs: config differences as dotted keys, data fingerprint differences, metrics side by side."""
+    """Two runs: library versions that differ (first), config differences as dotted keys, data fingerprint
+    differences, metrics side by side."""
     from .runs import compare_runs, resolve_run
 
     a_dir, b_dir = resolve_run(a, runs_dir), resolve_run(b, runs_dir)
     diff = compare_runs(a_dir, b_dir)
+    for change in diff["environment"]:
+        console.print(f"[yellow]environment differs (A -> B):[/] {change}", highlight=False)
     console.print(f"A = {a_dir}, B = {b_dir}", highlight=False)
     for title in ("config", "data"):
         if diff[title]:

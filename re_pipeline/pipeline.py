@@ -20,6 +20,7 @@ from .data.augment import augment
 from .data.features import build_features, prepare_tokenizer, token_lengths
 from .data.load import LoadedData, load_configured
 from .errors import PipelineError
+from .hf_trainer import resume_training
 from .io_utils import atomic_dir, atomic_write
 from .metrics import compute_metrics, per_class_report
 from .models.backbone import build_encoder, default_tokenizer, load_encoder, load_tokenizer
@@ -36,7 +37,6 @@ from .train import (
     last_checkpoint,
     make_trainer,
     predict_probs,
-    resume_training,
     split_indices,
     write_json,
 )

@@ -214,13 +214,15 @@ def metric_rows(a: dict | None, b: dict | None) -> list[dict]:
 
 
 def compare_runs(a_dir: Path, b_dir: Path) -> dict:
-    """Config differences (dotted keys), metric differences, and data fingerprint differences of two finished runs."""
+    """Library version and device differences (A -> B), config differences (dotted keys), metric differences,
+    and data fingerprint differences of two finished runs."""
     a, b = finished(a_dir), finished(b_dir)
     data = (
         {k: a.get(k) for k in ("train_fingerprint", "test_fingerprint")},
         {k: b.get(k) for k in ("train_fingerprint", "test_fingerprint")},
     )
     return {
+        "environment": environment_changes(a.get("environment") or {}, b.get("environment") or {}),
         "config": dict_diff(settings(a_dir, a), settings(b_dir, b)),
         "metrics": metric_rows(a.get("metrics"), b.get("metrics")),
         "data": dict_diff(*data),
@@ -269,16 +271,15 @@ def reproduce(run_dir: Path, runs_dir: Path, submissions_dir: Path, log=print, c
     return run_pipeline(config, new_dir, submissions_dir, log, cache or CACHE)
 
 
-def environment_changes(logged: dict) -> list[str]:
-    """Library versions and device that differ from a run's logged environment."""
-    now = environment()
+def environment_changes(logged: dict, now: dict | None = None) -> list[str]:
+    """Library versions and device of `now` (default: this machine) that differ from a logged environment."""
+    now = now or environment()
+    versions = now.get("versions", {})
     changes = [
-        f"{lib}: {v} -> {now['versions'].get(lib)}"
-        for lib, v in logged.get("versions", {}).items()
-        if v != now["versions"].get(lib)
+        f"{lib}: {v} -> {versions.get(lib)}" for lib, v in logged.get("versions", {}).items() if v != versions.get(lib)
     ]
-    if logged.get("device") != now["device"]:
-        changes.append(f"device: {logged.get('device')} -> {now['device']}")
+    if logged.get("device") != now.get("device"):
+        changes.append(f"device: {logged.get('device')} -> {now.get('device')}")
     return changes
 
 

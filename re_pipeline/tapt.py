@@ -95,14 +95,19 @@ class GatheredMLM(nn.Module):
 
 
 @dataclass
-class WholeWordMaskCollator:
-    """Whole-word masking from the fast tokenizer's `word_ids` (features: `input_ids`, `word_ids`, -1 = special).
+class MaskingCollator:
+    """Masked-LM batches from our own seeded generator (features: `input_ids`, `units`, -1 = special token).
 
-    The stock v5 whole-word option finds word starts from character offsets, but the Metaspace
-    ("▁") pieces of XLM-R-style tokenizers include the preceding space in their offsets, so every
-    piece looks glued to the previous one and a whole sentence becomes one "word". Here each
-    whitespace word is picked with probability `mlm_probability` and all its pieces are masked;
-    masked pieces then follow BERT's 80 % <mask> / 10 % random / 10 % unchanged rule.
+    A unit is a token (`encode(..., whole_word=False)`) or a whitespace word with all its pieces
+    (`whole_word=True`). Each unit is picked with probability `mlm_probability`; picked tokens follow
+    BERT's 80 % <mask> / 10 % random / 10 % unchanged rule.
+
+    Written by hand because the stock `DataCollatorForLanguageModeling` (1) re-creates its generator
+    on every call from the process it runs in, and refuses outside a main process or a DataLoader
+    worker (TAPT in a spawned job or benchmark child), and (2) finds whole words from character
+    offsets, which the Metaspace ("▁") pieces of XLM-R-style tokenizers defeat: every piece looks
+    glued to the previous one and a whole sentence becomes one "word". One generator, seeded once,
+    makes the masks the same in every process.
     """
 
     tokenizer: Any
@@ -121,14 +126,14 @@ class WholeWordMaskCollator:
         batch = self.tokenizer.pad([{"input_ids": f["input_ids"]} for f in features], return_tensors="pt")
         width = batch["input_ids"].shape[1]
         left = self.tokenizer.padding_side == "left"
-        word_ids = torch.tensor(
+        units = torch.tensor(
             [
-                [-1] * (width - len(w)) + w if left else w + [-1] * (width - len(w))
-                for w in (f["word_ids"] for f in features)
+                [-1] * (width - len(u)) + u if left else u + [-1] * (width - len(u))
+                for u in (f["units"] for f in features)
             ]
-        )
-        picked = self._bernoulli(self.mlm_probability, (len(features), int(word_ids.max()) + 1))
-        masked = picked.gather(1, word_ids.clamp(min=0)) & (word_ids >= 0)
+        )  # (B, T)
+        picked = self._bernoulli(self.mlm_probability, (len(features), int(units.max()) + 1))  # (B, units)
+        masked = picked.gather(1, units.clamp(min=0)) & (units >= 0)  # (B, T)
         inputs = batch["input_ids"]
         batch["labels"] = inputs.masked_fill(~masked, -100)
         to_mask = masked & self._bernoulli(0.8, inputs.shape)
@@ -139,28 +144,20 @@ class WholeWordMaskCollator:
 
 
 def encode(sentences: list[str], tokenizer: Any, max_length: int, whole_word: bool) -> list[dict[str, list[int]]]:
-    """Tokenised sentences (no padding); with `word_ids` (None -> -1) for whole-word masking."""
+    """Tokenised sentences (no padding) with their masking `units`: the token's word (`whole_word`) or
+    its own position; -1 for special tokens."""
     enc = tokenizer(sentences, truncation=True, max_length=max_length)
-    if not whole_word:
-        return [{"input_ids": ids} for ids in enc["input_ids"]]
-    return [
-        {"input_ids": ids, "word_ids": [-1 if w is None else w for w in enc.word_ids(i)]}
-        for i, ids in enumerate(enc["input_ids"])
-    ]
+    out = []
+    for i, ids in enumerate(enc["input_ids"]):
+        words = enc.word_ids(i)
+        units = [-1 if w is None else (w if whole_word else j) for j, w in enumerate(words)]
+        out.append({"input_ids": ids, "units": units})
+    return out
 
 
-def make_collator(tokenizer: Any, config: TaptConfig) -> Any:
-    """Token masking (`DataCollatorForLanguageModeling`) or `WholeWordMaskCollator`, seeded."""
-    from transformers import DataCollatorForLanguageModeling
-
-    if config.whole_word:
-        return WholeWordMaskCollator(tokenizer, config.mlm_probability, config.seed)
-    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=config.mlm_probability, seed=config.seed)
-    # Made here, as the stock collator makes it on first use in a main process: in any other process
-    # (a spawned benchmark or job) it refuses to seed itself outside a DataLoader worker.
-    if config.seed is not None:
-        collator.generator = collator.get_generator(config.seed)
-    return collator
+def make_collator(tokenizer: Any, config: TaptConfig) -> MaskingCollator:
+    """The seeded masking collator for `config` (token or whole-word units come from `encode`)."""
+    return MaskingCollator(tokenizer, config.mlm_probability, config.seed)
 
 
 def build_mlm(backbone: BackboneConfig, vocab_size: int, pad_token_id: int) -> nn.Module:
@@ -200,7 +197,7 @@ def run_tapt(
         logging_steps=max(1, steps // 50),
         save_strategy="no",
         report_to="none",
-        remove_unused_columns=False,  # keep `word_ids` for the whole-word collator
+        remove_unused_columns=False,  # keep `units` for the masking collator
         dataloader_pin_memory=False,
     )
     trainer = Trainer(

@@ -110,34 +110,13 @@ def precision_flags(precision: str) -> dict:
     return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
 
 
-class EpochLengthSampler(torch.utils.data.Sampler):
-    """Length-grouped batches (`get_length_grouped_indices`) drawn from `seed + epoch`.
-
-    The stock sampler keeps one generator across epochs, so a run resumed mid-training
-    sees other batches than an uninterrupted one; seeding per epoch replays them exactly.
-    """
-
-    def __init__(self, batch_size: int, lengths: list[int], seed: int):
-        self.batch_size, self.lengths, self.seed, self.epoch = batch_size, lengths, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.lengths)
-
-    def __iter__(self):
-        from transformers.trainer_pt_utils import get_length_grouped_indices
-
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
-
-
 def make_trainer(
     model, train_ds, eval_ds, collator, config: TrainConfig, out_dir: Path, seed: int, callbacks: tuple = ()
 ):
     """A `Trainer` with early stopping and best-checkpoint selection on micro-F1; `callbacks` are added."""
-    from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
+    from transformers import EarlyStoppingCallback, TrainingArguments
+
+    from .hf_trainer import RelationTrainer
 
     has_eval = eval_ds is not None and len(eval_ds) > 0
     epochs, eval_steps, sampling = (
@@ -186,28 +165,6 @@ def make_trainer(
         else []
     )
 
-    class RelationTrainer(Trainer):
-        """Evaluation and prediction always in dataset order.
-
-        transformers 5 also length-groups the *evaluation* sampler when training uses
-        `group_by_length`, which would misalign predictions with their rows.
-        """
-
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            # The model's `**_` would make its loss look normalised by `num_items_in_batch`: under DDP the
-            # Trainer would then multiply it by the number of processes (and skip gradient accumulation's division).
-            self.model_accepts_loss_kwargs = False
-
-        def _get_eval_sampler(self, eval_dataset):
-            return torch.utils.data.SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
-
-        def _get_train_sampler(self, train_dataset=None):
-            dataset = train_dataset if train_dataset is not None else self.train_dataset
-            if self.args.train_sampling_strategy != "group_by_length" or self.args.world_size > 1:
-                return super()._get_train_sampler(train_dataset)
-            return EpochLengthSampler(self.args.train_batch_size, token_lengths(dataset), seed)
-
     return RelationTrainer(
         model=model,
         args=args,
@@ -230,25 +187,6 @@ def last_checkpoint(out_dir: Path) -> Path | None:
         except (OSError, ValueError):
             continue
     return None
-
-
-def resume_training(trainer, checkpoint: Path | None) -> None:
-    """`trainer.train()`, resuming from `checkpoint` when given. A checkpoint saved as training stopped
-    (early stopping, the last step) only gets its best model loaded, as at the end of training:
-    `train()` would take at least one more step."""
-    from transformers import TrainerState
-
-    state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json")) if checkpoint else None
-    if state is None or not state.stateful_callbacks.get("TrainerControl", {}).get("args", {}).get(
-        "should_training_stop"
-    ):
-        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-        return
-    trainer.state = state
-    if trainer.args.load_best_model_at_end and state.best_model_checkpoint:
-        trainer._load_best_model()
-    else:
-        trainer._load_from_checkpoint(str(checkpoint))
 
 
 def local_reporting(report_to: list[str], fold_dir: Path) -> list[str]:

@@ -89,14 +89,16 @@ def test_the_run_folder_holds_everything_needed_to_trace_it(work):
     assert len(meta["ids"]) == len(meta["labels"]) == len(np.load(run / "oof_probs.npy"))
 
 
-def fake_copy(run, dest, lr=None, micro_f1=None):
-    """A finished run folder copied with another learning rate in its config and another micro-F1 in its result."""
+def fake_copy(run, dest, lr=None, micro_f1=None, versions=None):
+    """A finished run folder copied with another learning rate in its config, another micro-F1 and other
+    logged library `versions` in its result."""
     shutil.copytree(run, dest, ignore=shutil.ignore_patterns("fold*", "tokenizer"))
     config = yaml.safe_load((dest / "config.yaml").read_text())
     config["train"]["learning_rate"] = lr or config["train"]["learning_rate"]
     (dest / "config.yaml").write_text(yaml.safe_dump(config))
     result = json.loads((dest / "result.json").read_text())
     result["metrics"]["micro_f1"] = micro_f1 if micro_f1 is not None else result["metrics"]["micro_f1"]
+    result["environment"]["versions"].update(versions or {})
     (dest / "result.json").write_text(json.dumps(result))
     return dest
 
@@ -141,6 +143,20 @@ def test_runs_show_and_compare(work, tmp_path):
     unfinished.mkdir()
     refused = invoke("runs", "show", unfinished)
     assert refused.exit_code == 2 and "unfinished (no result.json)" in refused.output
+
+
+def test_compare_and_reproduce_print_library_differences_first(work, tmp_path, monkeypatch):
+    _, run = work
+    installed = json.loads((run / "result.json").read_text())["environment"]["versions"]["transformers"]
+    other = fake_copy(run, tmp_path / "other", versions={"transformers": "5.0.0"})
+    compared = invoke("runs", "compare", run, other)
+    assert compared.exit_code == 0, compared.output
+    first = compared.output.splitlines()[0]
+    assert "environment differs" in first and f"transformers: {installed} -> 5.0.0" in first
+    monkeypatch.setattr("re_pipeline.runs.reproduce", lambda *args, **kwargs: run)  # retraining is tested below
+    reproduced = invoke("reproduce", other, "--runs-dir", tmp_path, "--tolerance", "100")
+    assert reproduced.exit_code == 0, reproduced.output
+    assert f"transformers: 5.0.0 -> {installed}" in reproduced.output.splitlines()[0]
 
 
 def test_reproduce_gives_identical_metrics(work, tmp_path, monkeypatch):

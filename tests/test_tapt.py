@@ -117,13 +117,13 @@ def test_whole_word_masking_masks_all_pieces(tokenizer) -> None:
     multi_piece_masked = 0
     for row, feature in enumerate(features):
         words: dict[int, set[bool]] = {}
-        for pos, word in enumerate(feature["word_ids"]):
+        for pos, word in enumerate(feature["units"]):
             if word >= 0:
                 words.setdefault(word, set()).add(bool(batch["labels"][row, pos] != -100))
         assert all(len(flags) == 1 for flags in words.values()), feature
-        multi_piece_masked += sum(feature["word_ids"].count(w) > 1 and flags == {True} for w, flags in words.items())
+        multi_piece_masked += sum(feature["units"].count(w) > 1 and flags == {True} for w, flags in words.items())
     assert multi_piece_masked > 10
-    masked_share = (batch["labels"] != -100).sum() / sum(w >= 0 for f in features for w in f["word_ids"])
+    masked_share = (batch["labels"] != -100).sum() / sum(w >= 0 for f in features for w in f["units"])
     assert 0.15 < masked_share < 0.45
 
 

@@ -1,0 +1,94 @@
+"""Everything that leans on transformers' private `Trainer` API, in one module.
+
+`RelationTrainer` overrides the private `_get_train_sampler` / `_get_eval_sampler`, and `resume_training`
+calls `_load_best_model` / `_load_from_checkpoint`. Private methods change between releases without
+notice, so importing this module checks that the installed transformers is inside the range these
+overrides were written and tested for (`SUPPORTED_TRANSFORMERS`, the same range as `pyproject.toml`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import transformers
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
+from transformers import Trainer, TrainerState
+from transformers.trainer_pt_utils import get_length_grouped_indices
+
+from .data.features import token_lengths
+
+SUPPORTED_TRANSFORMERS = ">=5.0,<6"
+
+
+def check_transformers(version: str = transformers.__version__) -> None:
+    """ImportError naming the supported range when `version` is outside it."""
+    if Version(version) not in SpecifierSet(SUPPORTED_TRANSFORMERS):
+        raise ImportError(
+            f"re_pipeline needs transformers {SUPPORTED_TRANSFORMERS} (it overrides private Trainer methods), "
+            f"but transformers {version} is installed; run `make install` for the locked versions"
+        )
+
+
+check_transformers()
+
+
+class EpochLengthSampler(torch.utils.data.Sampler):
+    """Length-grouped batches (`get_length_grouped_indices`) drawn from `seed + epoch`.
+
+    The stock sampler keeps one generator across epochs, so a run resumed mid-training
+    sees other batches than an uninterrupted one; seeding per epoch replays them exactly.
+    """
+
+    def __init__(self, batch_size: int, lengths: list[int], seed: int):
+        self.batch_size, self.lengths, self.seed, self.epoch = batch_size, lengths, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
+
+
+class RelationTrainer(Trainer):
+    """A `Trainer` that evaluates and predicts in dataset order and replays length-grouped batches on resume.
+
+    transformers 5 also length-groups the *evaluation* sampler when training uses `group_by_length`,
+    which would misalign predictions with their rows.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The model's `**_` would make its loss look normalised by `num_items_in_batch`: under DDP the
+        # Trainer would then multiply it by the number of processes (and skip gradient accumulation's division).
+        self.model_accepts_loss_kwargs = False
+
+    def _get_eval_sampler(self, eval_dataset):
+        return torch.utils.data.SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if self.args.train_sampling_strategy != "group_by_length" or self.args.world_size > 1:
+            return super()._get_train_sampler(train_dataset)
+        return EpochLengthSampler(self.args.train_batch_size, token_lengths(dataset), self.args.data_seed)
+
+
+def resume_training(trainer: Trainer, checkpoint: Path | None) -> None:
+    """`trainer.train()`, resuming from `checkpoint` when given. A checkpoint saved as training stopped
+    (early stopping, the last step) only gets its best model loaded, as at the end of training:
+    `train()` would take at least one more step."""
+    state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json")) if checkpoint else None
+    control = state.stateful_callbacks.get("TrainerControl", {}) if state else {}
+    if state is None or not control.get("args", {}).get("should_training_stop"):
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        return
+    trainer.state = state
+    if trainer.args.load_best_model_at_end and state.best_model_checkpoint:
+        trainer._load_best_model()
+    else:
+        trainer._load_from_checkpoint(str(checkpoint))
