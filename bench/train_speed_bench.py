@@ -26,11 +26,18 @@ import numpy as np
 import torch
 
 from re_pipeline.config import load_config
-from re_pipeline.data.features import build_features, prepare_tokenizer, token_lengths
+from re_pipeline.data.features import (
+    RelationCollator,
+    add_pair_column,
+    build_features,
+    length_order,
+    prepare_tokenizer,
+    token_lengths,
+)
 from re_pipeline.data.load import load_data
 from re_pipeline.hf_trainer import EpochLengthSampler
 from re_pipeline.models.backbone import BackboneConfig, build_encoder, default_tokenizer
-from re_pipeline.train import RelationCollator, add_pair_column, build_model, length_order
+from re_pipeline.models.relation import build_model
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "klue-re"
 DEFAULT = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"

@@ -12,9 +12,24 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .config import Config, load_config
+from .config import Config, load_config, render
+from .data.augment import augment, summary_table
+from .data.io import ReadOptions, read_examples, write_examples_csv
+from .data.load import load_configured
+from .data.sample import write_sample
+from .ensemble import run_ensemble
 from .errors import PipelineError
-from .io_utils import atomic_write
+from .hpsearch import run_hpsearch
+from .io_utils import atomic_write, read_json
+from .jobs import run_jobs
+from .labels import resolve_label_set
+from .pipeline import distributed, run_pipeline, run_tapt_stage
+from .predict import predict_file
+from .reports import write_reports
+from .reproduce import default_tolerance
+from .reproduce import reproduce as rerun
+from .runs import compare_runs, environment_changes, finished, list_runs, metric_rows, resolve_run, run_summary
+from .submission import validate_submission
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Korean relation extraction pipeline (KLUE-RE style)."
@@ -81,12 +96,10 @@ def clean(
     set_: list[str] | None = SetOpt,
 ):
     """Load, validate and clean a data file; write the cleaned CSV, the audit CSV and the quarantine CSV."""
-    from .data.io import write_examples_csv
-    from .data.load import load_configured
 
     cfg = _config(config, set_)
     with console.status(f"loading and cleaning {file}"):
-        loaded = load_configured(file, cfg)
+        loaded = load_configured(file, cfg.data, cfg.clean)
     stem = Path(str(file).replace(":", "_")).stem
     out_dir.mkdir(parents=True, exist_ok=True)
     write_examples_csv(out_dir / f"{stem}.clean.csv", loaded.examples)
@@ -114,15 +127,12 @@ def augment_cmd(
     set_: list[str] | None = SetOpt,
 ):
     """Load and clean a training file, apply the config's `augment.methods`, write originals + children."""
-    from .data.augment import augment, summary_table
-    from .data.io import write_examples_csv
-    from .data.load import load_configured
 
     cfg = _config(config, set_)
     if not cfg.augment.methods:
         raise PipelineError("no augmentation methods in the config: set augment.methods (see configs/augment.yaml)")
     with console.status(f"loading, cleaning and augmenting {file}"):
-        loaded = load_configured(file, cfg)
+        loaded = load_configured(file, cfg.data, cfg.clean)
         examples, summary = augment(loaded.examples, cfg.augment)
     write_examples_csv(out, examples)
     print_table("augmentation", summary_table(summary))
@@ -139,9 +149,6 @@ def validate_submission_cmd(
     labels: str = typer.Option("klue", help="label set: klue or a label JSON path"),
 ):
     """Check a leaderboard CSV against the test file: ids, order, labels, probabilities."""
-    from .data.io import ReadOptions, read_examples
-    from .labels import resolve_label_set
-    from .submission import validate_submission
 
     examples, _ = read_examples(test, ReadOptions())
     problems = validate_submission(file, [ex.id for ex in examples], resolve_label_set(labels, []))
@@ -165,8 +172,6 @@ def resolve_data(cfg: Config, data: Path | None) -> None:
             cfg.data.train = str(data)
         return
     if cfg.data.train == DEFAULT_TRAIN and not Path(DEFAULT_TRAIN).exists():
-        from .data.sample import write_sample
-
         train, test = write_sample("data/sample")
         cfg.data.train, cfg.data.test = str(train), str(test)
         console.print(
@@ -196,7 +201,6 @@ def train(
 
     Data parallel: `torchrun --nproc_per_node=N -m re_pipeline train ...` (`make train NPROC=N`).
     """
-    from .pipeline import distributed, run_pipeline
 
     if resume is not None:
         if run_dir is not None:
@@ -218,7 +222,7 @@ def train(
             highlight=False,
         )
         return
-    result = json.loads((run_dir / "result.json").read_text(encoding="utf-8"))
+    result = read_json(run_dir / "result.json")
     metrics = result.get("metrics")
     if metrics:
         console.print("validation: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
@@ -243,7 +247,6 @@ def hpsearch(
 
     Run it in several shells with one --storage and --study to search in parallel.
     """
-    from .hpsearch import run_hpsearch
 
     cfg = _config(config, set_)
     resolve_data(cfg, data)
@@ -263,7 +266,6 @@ def jobs(
     ),
 ):
     """Train several configs (or the folds of one) as separate processes, N at a time, then ensemble the runs."""
-    from .jobs import run_jobs
 
     cfgs = [_config(path, set_) for path in configs]
     for cfg in cfgs:
@@ -296,12 +298,11 @@ def tapt(
     set_: list[str] | None = SetOpt,
 ):
     """Task-adaptive pretraining alone: masked LM on the train + test sentences, saved as a run's `model/`."""
-    from .pipeline import run_tapt_stage
 
     cfg = _config(config, set_)
     resolve_data(cfg, data)
     run_dir = run_tapt_stage(cfg, log=_log)
-    result = json.loads((run_dir / "result.json").read_text(encoding="utf-8"))
+    result = read_json(run_dir / "result.json")
     console.print(
         f"TAPT: {result['tapt']['steps']:,} steps, final masked-LM loss {result['tapt']['final_loss']}; run folder: {run_dir}"
     )
@@ -322,11 +323,21 @@ def predict(
     ),
 ):
     """Predict a test file with a trained run and write a validated submission."""
-    from .predict import predict_file
 
     out = out or Path("submissions") / f"{run_dir.name}-{data.stem}.csv"
     path = predict_file(run_dir, data, out, log=lambda msg: console.print(msg, markup=False))
     console.print(f"submission: {path}")
+
+
+config_app = typer.Typer(no_args_is_help=True, help="The resolved config, every key with its help.")
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("show")
+@user_errors
+def config_show(config: Path | None = ConfigOpt, set_: list[str] | None = SetOpt):
+    """Print the resolved config (the defaults, or FILE with --set overrides) as YAML, each key with its help."""
+    typer.echo(render(_config(config, set_)), nl=False)
 
 
 RunsDirOpt = typer.Option(Path("runs"), "--runs-dir", help="folder holding the run folders")
@@ -354,7 +365,6 @@ def runs_list(
     """A table of run folders: run, config, data fingerprint, micro-F1, AUPRC, minutes, status (unfinished runs flagged)."""
     if ctx.invoked_subcommand is not None:
         return
-    from .runs import list_runs
 
     rows = list_runs(runs_dir, sort, filter_)
     if not rows:
@@ -367,7 +377,6 @@ def runs_list(
 @user_errors
 def runs_show(run: str = RunArg, runs_dir: Path = RunsDirOpt):
     """One run: config, data fingerprints and file hashes, git, device, metrics, per-fold metrics, ledgers."""
-    from .runs import resolve_run, run_summary
 
     for title, rows in run_summary(resolve_run(run, runs_dir)).items():
         if rows:
@@ -379,7 +388,6 @@ def runs_show(run: str = RunArg, runs_dir: Path = RunsDirOpt):
 def runs_compare(a: str = RunArg, b: str = RunArg, runs_dir: Path = RunsDirOpt):
     """Two runs: library versions that differ (first), config differences as dotted keys, data fingerprint
     differences, metrics side by side."""
-    from .runs import compare_runs, resolve_run
 
     a_dir, b_dir = resolve_run(a, runs_dir), resolve_run(b, runs_dir)
     diff = compare_runs(a_dir, b_dir)
@@ -418,17 +426,13 @@ def reproduce(
     (atomic adds, cuBLAS/cuDNN algorithm choice) make small differences, so the default tolerance
     there is 0.5 points; set it with --tolerance.
     """
-    from .runs import default_tolerance, environment_changes, finished, metric_rows, resolve_run
-    from .runs import reproduce as rerun
 
     run_dir = resolve_run(run, runs_dir)
     old = finished(run_dir)
     for change in environment_changes(old.get("environment") or {}):
         console.print(f"[yellow]environment differs from the run's:[/] {change}", highlight=False)
     new_dir = rerun(run_dir, runs_dir, submissions_dir, log=_log)
-    rows = metric_rows(
-        old.get("metrics"), json.loads((new_dir / "result.json").read_text(encoding="utf-8")).get("metrics")
-    )
+    rows = metric_rows(old.get("metrics"), read_json(new_dir / "result.json").get("metrics"))
     print_table(
         f"{run_dir.name} (old) vs {new_dir.name} (new)",
         cells([{"metric": r["metric"], "old": r["a"], "new": r["b"], "new - old": r["diff"]} for r in rows]),
@@ -447,8 +451,6 @@ def reproduce(
 @user_errors
 def report(run: str = RunArg, runs_dir: Path = RunsDirOpt):
     """(Re)write a run's figures from its out-of-fold probabilities: confusion matrix, per-class F1, PR curves."""
-    from .reports import write_reports
-    from .runs import resolve_run
 
     for path in write_reports(resolve_run(run, runs_dir)):
         console.print(f"wrote {path}", highlight=False)
@@ -467,9 +469,6 @@ def ensemble_cmd(
     submissions_dir: Path = SubmissionsDirOpt,
 ):
     """Combine runs or submissions into runs/<id>-ensemble/ and a validated submission; fit-* fits weights out of fold."""
-    from .ensemble import run_ensemble
-    from .labels import resolve_label_set
-    from .runs import run_summary
 
     try:
         parsed = [float(w) for w in weights.split(",")] if weights else None
@@ -480,7 +479,7 @@ def ensemble_cmd(
     print_table(f"ensemble ({method}): weights and out-of-fold metrics", cells(summary["ensemble members"]))
     if summary["metrics"]:
         print_table("ensemble, out of fold", cells(summary["metrics"]))
-    result = json.loads((run_dir / "result.json").read_text(encoding="utf-8"))
+    result = read_json(run_dir / "result.json")
     console.print(f"run folder: {run_dir}\nsubmission: {result['submission']}", highlight=False)
 
 

@@ -1,114 +1,44 @@
-"""Typed run configuration: YAML in, dataclasses checked key by key, resolved YAML out.
+"""The run configuration: every stage's section, YAML in (checked key by key), resolved YAML out.
 
-Unknown keys and wrong types are errors that name the key, so a typo never silently
-turns a feature off.
+The dataclass defaults ARE the default experiment: `configs/default.yaml` is `render(Config())`, written by
+`re-pipeline config show > configs/default.yaml`, and a test holds the two equal. Other configs override
+only what they change. Each field's help lives on the field (`typed_config.option`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from .data.augment import AugmentConfig
 from .data.clean import CleanConfig
+from .data.load import DataConfig
 from .data.markers import MarkerConfig
 from .errors import PipelineError
-from .hpsearch import SearchConfig
 from .models.relation import ModelConfig
+from .search_space import SearchConfig
 from .tapt import TaptConfig
 from .train import TrainConfig
-
-
-@dataclass
-class DataConfig:
-    """Where the data is and how to read it.
-
-    `labels`: `auto` (the competition's order when every label is a KLUE-RE label, else
-    read from the data), `klue`, `data`, or a path to a label JSON.
-    """
-
-    train: str = "data/raw/train.csv"
-    test: str | None = "data/raw/test_data.csv"
-    labels: str = "auto"
-    no_relation: str | None = None
-    end_offsets: str = "auto"
-    unlabelled_values: list[str] = field(default_factory=lambda: ["100", ""])
+from .typed_config import from_dict, help_of, option, set_key
 
 
 @dataclass
 class Config:
     """One experiment: every stage's settings, in pipeline order."""
 
-    name: str = "default"
-    seed: int = 42
-    data: DataConfig = field(default_factory=DataConfig)
-    clean: CleanConfig = field(default_factory=CleanConfig)
-    markers: MarkerConfig = field(default_factory=MarkerConfig)
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    tapt: TaptConfig = field(default_factory=TaptConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    search: SearchConfig = field(default_factory=SearchConfig)
-
-
-def from_dict(cls, data: dict | None, where: str = ""):
-    """Build dataclass `cls` from a mapping, checking every key and value type."""
-    data = data or {}
-    if not isinstance(data, dict):
-        raise PipelineError(f"config {where or 'root'}: expected a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise PipelineError(
-            f"config {where or 'root'}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}"
-        )
-    values = {key: _coerce(hints[key], value, f"{where}.{key}".lstrip(".")) for key, value in data.items()}
-    try:
-        return cls(**values)
-    except (TypeError, ValueError) as exc:
-        raise PipelineError(f"config {where or 'root'}: {exc}") from None
-
-
-def _coerce(hint, value, where: str):
-    origin = typing.get_origin(hint)
-    if dataclasses.is_dataclass(hint):
-        return from_dict(hint, value, where)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(hint)
-        if value is None and type(None) in args:
-            return None
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return _coerce(arg, value, where)
-            except PipelineError:
-                continue
-        raise PipelineError(f"config {where}: {value!r} is not a valid {hint}")
-    if origin is list:
-        if not isinstance(value, list):
-            raise PipelineError(f"config {where}: expected a list, got {value!r}")
-        (arg,) = typing.get_args(hint) or (typing.Any,)
-        return [_coerce(arg, v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise PipelineError(f"config {where}: expected a mapping, got {value!r}")
-        _, arg = typing.get_args(hint) or (str, typing.Any)
-        return {str(k): _coerce(arg, v, f"{where}.{k}") for k, v in value.items()}
-    if hint is typing.Any:
-        return value
-    if hint is float and isinstance(value, (int, str)) and not isinstance(value, bool):
-        try:  # YAML reads 3e-4 (no dot) as a string
-            return float(value)
-        except ValueError:
-            raise PipelineError(f"config {where}: expected a number, got {value!r}") from None
-    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
-        raise PipelineError(f"config {where}: expected {hint.__name__}, got {value!r}")
-    return value
+    name: str = option("default", "the experiment's name: run folders are runs/<time>-<name>")
+    seed: int = option(42, "seed of the split, the initial weights and the batches")
+    data: DataConfig = option(help="where the data is and how to read it", factory=DataConfig)
+    clean: CleanConfig = option(help="noise rules, each with an audit record per changed row", factory=CleanConfig)
+    markers: MarkerConfig = option(help="how the entities are shown to the encoder", factory=MarkerConfig)
+    augment: AugmentConfig = option(help="augmentation of the training rows", factory=AugmentConfig)
+    model: ModelConfig = option(help="the encoder and the relation head", factory=ModelConfig)
+    tapt: TaptConfig = option(help="task-adaptive pretraining (masked LM) before fine-tuning", factory=TaptConfig)
+    train: TrainConfig = option(help="fine-tuning and validation", factory=TrainConfig)
+    search: SearchConfig = option(help="what `re-pipeline hpsearch` searches", factory=SearchConfig)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
@@ -139,19 +69,6 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         raise PipelineError(f"{path}: {exc}" if path else str(exc)) from None
 
 
-def set_key(data: dict, key: str, value) -> None:
-    """Set dotted `key` (section.key) in a config mapping."""
-    node = data
-    *parents, last = key.split(".")
-    for part in parents:
-        if not isinstance(node, dict):
-            break
-        node = node.setdefault(part, {})
-    if not isinstance(node, dict):
-        raise PipelineError(f"override {key}: {key} is not inside a section")
-    node[last] = value
-
-
 def with_values(config: Config, values: dict) -> Config:
     """A copy of `config` with dotted keys set to `values`, checked like a loaded config."""
     data = dataclasses.asdict(config)
@@ -163,3 +80,42 @@ def with_values(config: Config, values: dict) -> Config:
 def to_yaml(config: Config) -> str:
     """The fully resolved config, every default written out."""
     return yaml.safe_dump(dataclasses.asdict(config), sort_keys=False, allow_unicode=True)
+
+
+def render(config: Config, width: int = 40) -> str:
+    """The resolved config as commented YAML: each key with its help, sections with theirs.
+
+    `configs/default.yaml` is `render(Config())`; `re-pipeline config show` prints it for any config.
+    """
+    lines = [
+        "# The resolved config, each key with its help (`re-pipeline config show [--config FILE]`).",
+        "# configs/default.yaml is this output for the defaults; edit the defaults in the code, then regenerate it.",
+    ]
+    _render(config, 0, lines, width)
+    return "\n".join(lines) + "\n"
+
+
+def _render(node, depth: int, lines: list[str], width: int) -> None:
+    indent = "  " * depth
+    for f in dataclasses.fields(node):
+        value, help_text = getattr(node, f.name), help_of(type(node), f.name)
+        if dataclasses.is_dataclass(value):
+            if depth == 0:
+                lines.append("")
+            lines.append(f"{indent}{f.name}:{'  # ' + help_text if help_text else ''}")
+            _render(value, depth + 1, lines, width)
+            continue
+        dumped = yaml.safe_dump(
+            {f.name: _plain(value)}, sort_keys=False, allow_unicode=True, default_flow_style=True, width=10**6
+        )
+        text = f"{indent}{dumped.strip()[1:-1]}"  # `{key: value}` without the braces
+        lines.append(f"{text:<{width}} # {help_text}".rstrip() if help_text else text)
+
+
+def _plain(value):
+    """Lists and dicts of dataclasses as plain YAML data."""
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value

@@ -17,11 +17,11 @@ import numpy as np
 from scipy.optimize import minimize
 
 from .errors import PipelineError
+from .io_utils import read_json, write_json
 from .labels import LabelSet
 from .metrics import auprc, compute_metrics, micro_f1, softmax
-from .runs import environment, finished, new_run_id, read_json, read_oof
+from .runs import environment, finished, new_run_id, read_oof
 from .submission import read_submission, validate_submission, write_submission
-from .train import write_json
 
 METHODS = ("mean", "weighted", "fit-f1", "fit-auprc")
 FIT_METRIC = {"fit-f1": "micro_f1", "fit-auprc": "auprc"}

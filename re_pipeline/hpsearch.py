@@ -16,78 +16,22 @@ written to `runs/hpsearch/<study>-best.yaml`.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from transformers import TrainerCallback
+
+from .config import to_yaml, with_values
 from .errors import PipelineError
+from .io_utils import atomic_write
+from .pipeline import run_pipeline
+from .runs import new_run_id
 
-PARAM_TYPES = ("float", "int", "categorical")
-METRICS = ("micro_f1", "auprc", "accuracy")
 OUT = Path("runs") / "hpsearch"
-
-
-@dataclass
-class ParamSpace:
-    """One searched key: a `float` or `int` from `low` to `high` (`log` scale, `step`), or one of `choices`."""
-
-    type: str
-    low: float | None = None
-    high: float | None = None
-    log: bool = False
-    step: float | None = None
-    choices: list[Any] | None = None
-
-    def check(self, where: str) -> None:
-        if self.type not in PARAM_TYPES:
-            raise PipelineError(f"{where}: type must be one of {', '.join(PARAM_TYPES)}, not {self.type!r}")
-        if self.type == "categorical":
-            if not self.choices or not all(c is None or isinstance(c, (str, int, float, bool)) for c in self.choices):
-                raise PipelineError(
-                    f"{where}: a categorical parameter needs a list of plain choices (strings, numbers, booleans)"
-                )
-        elif self.low is None or self.high is None or self.low > self.high:
-            raise PipelineError(f"{where}: a {self.type} parameter needs low <= high")
-        elif self.log and self.low <= 0:
-            raise PipelineError(f"{where}: a log-scale parameter needs low > 0")
-
-    def first(self):
-        """A value in the space (to check the key before any trial runs)."""
-        return self.choices[0] if self.type == "categorical" else int(self.low) if self.type == "int" else self.low
-
-    def suggest(self, trial, name: str):
-        if self.type == "categorical":
-            return trial.suggest_categorical(name, self.choices)
-        if self.type == "int":
-            return trial.suggest_int(name, int(self.low), int(self.high), step=int(self.step or 1), log=self.log)
-        return trial.suggest_float(name, self.low, self.high, step=self.step, log=self.log)
-
-
-@dataclass
-class SearchConfig:
-    """What `re-pipeline hpsearch` searches, the metric it optimises and how it prunes."""
-
-    space: dict[str, ParamSpace] = field(default_factory=dict)
-    metric: str = "micro_f1"
-    direction: str = "maximize"
-    pruner: str | None = "median"
-    startup_trials: int = 5  # trials the median pruner waits for before pruning
-
-    def __post_init__(self) -> None:
-        if self.metric not in METRICS:
-            raise PipelineError(f"search.metric must be one of {', '.join(METRICS)}, not {self.metric!r}")
-        if self.direction not in ("maximize", "minimize"):
-            raise PipelineError(f"search.direction must be maximize or minimize, not {self.direction!r}")
-        if self.pruner not in (None, "median"):
-            raise PipelineError(f"search.pruner must be median or null, not {self.pruner!r}")
-        for key, spec in self.space.items():
-            spec.check(f"search.space.{key}")
 
 
 def pruning_callback(trial, metric: str):
     """A `TrainerCallback` reporting each evaluation's `metric` to `trial`; raises `TrialPruned` when told to."""
-    import optuna
-    from transformers import TrainerCallback
+    import optuna  # heavy, and needed by this command only
 
     class Pruning(TrainerCallback):
         reports = 0  # evaluations so far in this trial, over all folds
@@ -106,12 +50,7 @@ def pruning_callback(trial, metric: str):
 
 def run_hpsearch(config, trials: int, storage: str | None = None, study_name: str | None = None, log=print) -> Path:
     """Run `trials` more trials of `config.search` in the (shared) study; write the best config and return its path."""
-    import optuna
-
-    from .config import to_yaml, with_values
-    from .io_utils import atomic_write
-    from .pipeline import run_pipeline
-    from .runs import new_run_id
+    import optuna  # heavy, and needed by this command only
 
     search, study_name = config.search, study_name or config.name
     if not search.space:

@@ -1,9 +1,10 @@
-"""Small file helpers shared by every stage: atomic writes and content hashes."""
+"""Small file helpers shared by every stage: atomic writes, JSON files and content hashes."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -11,6 +12,8 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
+
+from .errors import PipelineError
 
 
 @contextlib.contextmanager
@@ -61,3 +64,19 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def write_json(path: str | Path, data: dict) -> None:
+    """`data` as indented UTF-8 JSON, written atomically."""
+    with atomic_write(path) as fh:
+        json.dump(data, fh, ensure_ascii=False, indent=1, default=str)
+
+
+def read_json(path: str | Path) -> dict:
+    """A JSON file's content; a one-line PipelineError when it is missing or broken."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PipelineError(f"{path} is missing") from None
+    except ValueError as exc:
+        raise PipelineError(f"{path} is not valid JSON ({exc})") from None

@@ -17,7 +17,12 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
+from .config import to_yaml
+from .ensemble import run_ensemble
 from .errors import PipelineError
+from .io_utils import atomic_write
+from .pipeline import run_pipeline
+from .runs import new_run_id
 
 ENSEMBLES = ("mean", "fit-f1", "fit-auprc")
 
@@ -55,11 +60,6 @@ def run_jobs(
 
     Returns the jobs, the finished run folders and the ensemble's run folder (None: fewer than two runs).
     """
-    from .config import to_yaml
-    from .ensemble import run_ensemble
-    from .io_utils import atomic_write
-    from .pipeline import run_pipeline
-    from .runs import new_run_id
 
     if ensemble not in (None, *ENSEMBLES):
         raise PipelineError(f"--ensemble must be one of {', '.join(ENSEMBLES)} or none, not {ensemble!r}")

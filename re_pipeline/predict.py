@@ -16,13 +16,14 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import Config, load_config
-from .data.features import build_features
+from .data.features import RelationCollator, add_pair_column, build_features, length_order
+from .data.load import load_configured
 from .data.schema import Entity, Example
 from .errors import PipelineError
 from .metrics import softmax
 from .models.peft import merge_for_inference
 from .models.store import load_relation_model
-from .train import RelationCollator, add_pair_column, length_order
+from .submission import validate_submission, with_quarantined_rows, write_submission
 
 
 class Predictor:
@@ -93,13 +94,9 @@ class Predictor:
 
 def predict_file(run_dir: str | Path, data: str | Path, out: str | Path, log=print) -> Path:
     """Predict every row of a test file with a run's models; write and validate a submission."""
-    from .data.load import load_configured
-    from .pipeline import with_quarantined_rows
-    from .submission import validate_submission, write_submission
-
     predictor = Predictor.from_run(run_dir)
     cfg = predictor.config
-    test = load_configured(data, cfg, predictor.label_set)
+    test = load_configured(data, cfg.data, cfg.clean, predictor.label_set)
     ids, probs = with_quarantined_rows(test, predictor.predict_probs(test.examples), log)
     path = write_submission(out, ids, probs, predictor.label_set)
     problems = validate_submission(path, ids, predictor.label_set)

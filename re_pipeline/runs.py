@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import platform
-import shutil
 import subprocess
 import time
 from importlib import metadata
@@ -18,7 +17,7 @@ import torch
 import yaml
 
 from .errors import PipelineError
-from .io_utils import atomic_write, file_sha256
+from .io_utils import atomic_write, file_sha256, read_json
 
 LIBRARIES = (
     "re_pipeline",
@@ -99,15 +98,6 @@ def write_metrics_log(path: Path, folds: dict) -> None:
                     else "summary"
                 )
                 fh.write(json.dumps({"fold": fold, "kind": kind, **entry}, ensure_ascii=False) + "\n")
-
-
-def read_json(path: Path) -> dict:
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PipelineError(f"{path} is missing") from None
-    except ValueError as exc:
-        raise PipelineError(f"{path} is not valid JSON ({exc})") from None
 
 
 def resolve_run(run: str | Path, runs_dir: Path = Path("runs")) -> Path:
@@ -227,48 +217,6 @@ def compare_runs(a_dir: Path, b_dir: Path) -> dict:
         "metrics": metric_rows(a.get("metrics"), b.get("metrics")),
         "data": dict_diff(*data),
     }
-
-
-def default_tolerance() -> float:
-    """Reproduction tolerance in metric points: 0 on CPU (bit-exact), 0.5 on GPU (non-deterministic kernels)."""
-    return 0.5 if torch.cuda.is_available() else 0.0
-
-
-def check_same_data(run_dir: Path, config, logged: dict) -> None:
-    """Refuse when the data the run's config loads today is not the data the run was trained on."""
-    from .pipeline import load_inputs
-
-    train, test = load_inputs(config)
-    for name, path, loaded in (("train", config.data.train, train), ("test", config.data.test, test)):
-        now, then = loaded.fingerprint if loaded else None, logged.get(f"{name}_fingerprint")
-        if now != then:
-            raise PipelineError(
-                f"cannot reproduce {run_dir.name}: the {name} data changed ({path}: fingerprint now {now}, logged {then}); "
-                "restore the original file or train a new run"
-            )
-
-
-def reproduce(run_dir: Path, runs_dir: Path, submissions_dir: Path, log=print, cache: Path | None = None) -> Path:
-    """Retrain a finished run from its folder alone (config.yaml and saved tokenizer) into a new run folder.
-
-    Refuses with a PipelineError when the current data's fingerprint differs from the logged one.
-    On CPU the new metrics equal the old ones exactly; on GPU non-deterministic kernels (atomics in
-    attention and scatter ops, cuBLAS workspaces) move them slightly, typically well under 0.5 F1 points.
-    """
-    from .config import load_config
-    from .pipeline import CACHE, run_pipeline
-
-    logged = finished(run_dir)
-    if not logged.get("metrics"):
-        raise PipelineError(
-            f"{run_dir.name} has no validation metrics to compare (trained with train.validation: none)"
-        )
-    config = load_config(run_dir / "config.yaml")
-    check_same_data(run_dir, config, logged)
-    new_dir = runs_dir / new_run_id(f"{config.name}-repro")
-    if (run_dir / "tokenizer").is_dir():
-        shutil.copytree(run_dir / "tokenizer", new_dir / "tokenizer")
-    return run_pipeline(config, new_dir, submissions_dir, log, cache or CACHE)
 
 
 def environment_changes(logged: dict, now: dict | None = None) -> list[str]:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .data.load import LoadedData
 from .errors import PipelineError
 from .io_utils import atomic_write
 from .labels import LabelSet
@@ -170,3 +171,16 @@ def _first_row(mask: np.ndarray) -> int:
 def _name(items: list[str]) -> str:
     shown = ", ".join(repr(i) for i in items[:MAX_NAMED])
     return shown + (f" and {len(items) - MAX_NAMED} more" if len(items) > MAX_NAMED else "")
+
+
+def with_quarantined_rows(test: LoadedData, probs: np.ndarray, log) -> tuple[list[str], np.ndarray]:
+    """Every test row gets a prediction: quarantined rows get no_relation (probability 1), in file order."""
+    rows = [(ex.row, ex.id, p) for ex, p in zip(test.examples, probs)]
+    fallback = np.eye(probs.shape[1])[0]
+    rows += [(r.row, r.id, fallback) for r in test.ledger.removals]
+    if test.ledger.removals:
+        log(
+            f"warning: {len(test.ledger.removals)} quarantined test rows are submitted as no_relation (see test.quarantine.csv)"
+        )
+    rows.sort(key=lambda r: r[0])
+    return [r[1] for r in rows], np.stack([r[2] for r in rows])

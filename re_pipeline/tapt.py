@@ -23,33 +23,33 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn import functional as F
+from transformers import AutoModelForMaskedLM, Trainer, TrainingArguments, XLMRobertaForMaskedLM, set_seed
 
 from .errors import PipelineError
 from .models.backbone import BackboneConfig, build_config, load_pretrained
+from .typed_config import option
 
 
 @dataclass
 class TaptConfig:
-    """Masked-LM settings. `enabled` is for the caller (run TAPT or not); `run_tapt` ignores it.
-    `whole_word`: mask whole whitespace words (a Korean eojeol with its particles) instead of single
-    pieces. `bf16`: bfloat16 autocast (slower than float32 on CPUs without bf16 units).
-    Length: `steps` when set, else `epochs` passes over the sentences."""
+    """Task-adaptive pretraining: masked-LM steps on the train + test sentences (`enabled` is read by the
+    caller; `run_tapt` ignores it). Length: `steps` when set, else `epochs` passes over the sentences."""
+
+    enabled: bool = option(True, "masked-LM training on the train + test sentences first (cached by its inputs)")
+    epochs: float = option(4.0, "passes over the sentences (ignored when steps is set)")
+    steps: int | None = option(None, "optimizer steps (null: from epochs)")
+    batch_size: int = option(64, "sentences per step")
+    learning_rate: float = option(1e-3, "peak AdamW rate")
+    warmup_ratio: float = option(0.06, "share of the steps with a linearly rising rate")
+    weight_decay: float = option(0.01, "AdamW weight decay")
+    mlm_probability: float = option(0.15, "share of tokens (or words) masked")
+    whole_word: bool = option(False, "mask whole whitespace words (a Korean eojeol with its particles), not pieces")
+    max_length: int = option(128, "tokens per sentence")
+    seed: int = option(42, "seed of the masks and the initial weights")
+    bf16: bool = option(False, "bfloat16 autocast (slower than float32 on CPUs without bf16 units)")
 
     def total_steps(self, sentences: int) -> int:
         return self.steps if self.steps is not None else max(1, math.ceil(self.epochs * sentences / self.batch_size))
-
-    enabled: bool = True
-    epochs: float = 1.0
-    steps: int | None = None
-    batch_size: int = 64
-    learning_rate: float = 5e-4
-    warmup_ratio: float = 0.06
-    weight_decay: float = 0.01
-    mlm_probability: float = 0.15
-    whole_word: bool = False
-    max_length: int = 128
-    seed: int = 42
-    bf16: bool = False
 
 
 def find_lm_head(model: nn.Module) -> nn.Module:
@@ -86,6 +86,8 @@ class GatheredMLM(nn.Module):
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, labels: torch.Tensor | None = None
     ) -> dict[str, torch.Tensor]:
+        """(B, T) ids, mask and labels (-100 where not masked) -> `loss` (scalar) and `logits` (M, V) at the M
+        masked positions only."""
         if labels is None:
             raise ValueError("GatheredMLM needs labels: the masked positions pick the rows for the LM head")
         hidden = self.mlm.base_model(input_ids=input_ids, attention_mask=attention_mask)[0]
@@ -163,8 +165,6 @@ def make_collator(tokenizer: Any, config: TaptConfig) -> MaskingCollator:
 def build_mlm(backbone: BackboneConfig, vocab_size: int, pad_token_id: int) -> nn.Module:
     """A MaskedLM model: `backbone.name` (hub name or local path) resized to `vocab_size`, else the
     offline default XLM-R of the configured size, freshly initialised."""
-    from transformers import AutoModelForMaskedLM, XLMRobertaForMaskedLM
-
     if backbone.name is None:
         return XLMRobertaForMaskedLM(build_config(backbone, vocab_size, pad_token_id))
     return load_pretrained(AutoModelForMaskedLM, backbone.name, vocab_size)
@@ -177,8 +177,6 @@ def run_tapt(
 
     The log holds the loss at each logging step, the wall time and the sentences/s throughput.
     """
-    from transformers import Trainer, TrainingArguments, set_seed
-
     out_dir = Path(out_dir)
     steps = config.total_steps(len(sentences))
     set_seed(config.seed)

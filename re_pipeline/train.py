@@ -1,9 +1,8 @@
-"""Training: `transformers.Trainer` underneath, hold-out or stratified k-fold, test predictions averaged.
+"""Fine-tuning with `transformers.Trainer`: the train settings, the validation split, and prediction.
 
-One call, `run_training(config, run_dir)`, goes load -> clean -> (TAPT) -> per fold:
-augment the training part -> tokenize -> train -> predict the held-out rows (out of fold)
-and the test rows. Augmented children are made after the split, from training rows only,
-so a parent and its children are always on the same side.
+`pipeline.train_fold` calls these per fold: `make_trainer` (early stopping and best-checkpoint selection on
+micro-F1, length-grouped or curriculum batches), `resume_training` (in `hf_trainer`), then `predict_probs`
+for the validation and test rows.
 """
 
 from __future__ import annotations
@@ -11,89 +10,64 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.model_selection import StratifiedGroupKFold
+from transformers import EarlyStoppingCallback, TrainingArguments
 
-from .data.features import token_lengths
+from .data.features import length_order, token_lengths
 from .errors import PipelineError
-from .io_utils import atomic_write
-from .labels import LabelSet
+from .hf_trainer import RelationTrainer
 from .metrics import compute_metrics, softmax
-from .models.relation import RelationModel, pair_vocabulary
+from .typed_config import choice, option
 
 VALIDATIONS = ("holdout", "kfold", "none")
 CURRICULA = (None, "length")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 @dataclass
 class TrainConfig:
-    """Fine-tuning settings. `validation`: holdout | kfold | none; `curriculum`: null | length."""
+    """Fine-tuning settings."""
 
-    epochs: float = 2.0
-    max_steps: int = -1
-    batch_size: int = 32
-    eval_batch_size: int = 128
-    learning_rate: float = 5e-5
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    max_length: int = 256
-    validation: str = "holdout"
-    holdout_fraction: float = 0.2
-    folds: int = 5
-    eval_steps: int | None = None
-    early_stopping_patience: int = 3
-    group_by_length: bool = True
-    pad_to_dataset_max: bool = False
-    curriculum: str | None = None
-    precision: str = "auto"
-    num_proc: int = 1
-    logging_steps: int = 50
-    report_to: list[str] = field(default_factory=list)  # e.g. [tensorboard, mlflow]: files inside each fold folder
+    epochs: float = option(5.0, "passes over the training rows")
+    max_steps: int = option(-1, "stop after this many optimizer steps (-1: run the epochs)")
+    batch_size: int = option(32, "training rows per step (per process under torchrun)")
+    eval_batch_size: int = option(128, "rows per evaluation and prediction batch")
+    learning_rate: float = option(3e-4, "peak AdamW rate; ~1e-5 to 3e-5 for large pretrained encoders")
+    weight_decay: float = option(0.01, "AdamW weight decay")
+    warmup_ratio: float = option(0.1, "share of the steps with a linearly rising rate")
+    max_length: int = option(256, "tokens per input; longer inputs keep a window around the entities")
+    validation: str = option("holdout", "holdout | kfold | none")
+    holdout_fraction: float = option(0.2, "share of rows validated with validation: holdout")
+    folds: int = option(5, "folds with validation: kfold")
+    eval_steps: int | None = option(None, "evaluate every N steps (null: every epoch)")
+    early_stopping_patience: int = option(3, "evaluations without a better micro-F1 before stopping (0: never)")
+    group_by_length: bool = option(True, "batches of similar length (less padding)")
+    pad_to_dataset_max: bool = option(False, "pad every batch to the longest row of the data (the baseline's way)")
+    curriculum: str | None = option(None, "null | length: the first epoch shortest rows first")
+    precision: str = option("auto", "auto (bf16 on GPUs that have it) | fp32 | bf16 | fp16")
+    num_proc: int = option(1, "processes for tokenization")
+    logging_steps: int = option(50, "training-loss log interval in steps")
+    report_to: list[str] = option(
+        help="trackers writing inside each fold folder, e.g. [tensorboard, mlflow]", factory=list
+    )
 
     def __post_init__(self) -> None:
         if {"all", "none"} & set(self.report_to):
             raise PipelineError("train.report_to lists trackers by name ([] for none), not 'all' or 'none'")
-        if self.validation not in VALIDATIONS:
-            raise PipelineError(f"train.validation must be one of {', '.join(VALIDATIONS)}, not {self.validation!r}")
-        if self.curriculum not in CURRICULA:
-            raise PipelineError(f"train.curriculum must be null or 'length', not {self.curriculum!r}")
-        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
-            raise PipelineError(f"train.precision must be auto, fp32, bf16 or fp16, not {self.precision!r}")
-
-
-class RelationCollator:
-    """Pads a batch to its longest row (or to a fixed length, as the official baseline did)."""
-
-    SEQUENCE = ("input_ids", "attention_mask", "entity_mask")
-    SCALAR = ("subj_start", "obj_start", "pair", "labels")
-
-    def __init__(self, pad_id: int, pad_to: int | None = None, multiple_of: int = 8):
-        self.pad_id = pad_id
-        self.pad_to = pad_to
-        self.multiple_of = multiple_of
-
-    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
-        longest = max(len(r["input_ids"]) for r in rows)
-        width = self.pad_to or -(-longest // self.multiple_of) * self.multiple_of
-        batch = {}
-        for key in self.SEQUENCE:
-            fill = self.pad_id if key == "input_ids" else 0
-            batch[key] = torch.tensor([list(r[key]) + [fill] * (width - len(r[key])) for r in rows])
-        for key in self.SCALAR:
-            if key in rows[0]:
-                batch[key] = torch.tensor([r[key] for r in rows])
-        return batch
+        choice("train.validation", self.validation, VALIDATIONS)
+        choice("train.curriculum", self.curriculum, CURRICULA)
+        choice("train.precision", self.precision, PRECISIONS)
 
 
 def split_indices(
     labels: list[str], groups: list[str], config: TrainConfig, seed: int
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Stratified (train, validation) index pairs; rows sharing a group stay together."""
-    from sklearn.model_selection import StratifiedGroupKFold
-
     n = len(labels)
     if config.validation == "none":
         return [(np.arange(n), np.arange(0))]
@@ -110,22 +84,28 @@ def precision_flags(precision: str) -> dict:
     return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
 
 
+def curriculum_order(lengths: list[int], epochs: int, seed: int) -> list[int]:
+    """Row order for curriculum training: epoch 1 shortest-first, later epochs shuffled."""
+    rng = np.random.default_rng(seed)
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    for _ in range(max(1, epochs) - 1):
+        order += rng.permutation(len(lengths)).tolist()
+    return order
+
+
 def make_trainer(
     model, train_ds, eval_ds, collator, config: TrainConfig, out_dir: Path, seed: int, callbacks: tuple = ()
-):
-    """A `Trainer` with early stopping and best-checkpoint selection on micro-F1; `callbacks` are added."""
-    from transformers import EarlyStoppingCallback, TrainingArguments
+) -> RelationTrainer:
+    """A `RelationTrainer` with early stopping and best-checkpoint selection on micro-F1; `callbacks` are added.
 
-    from .hf_trainer import RelationTrainer
-
+    With `config.curriculum: length`, every epoch is laid out in one pass over `train_ds` (the first
+    shortest-first), read in order; evaluation still happens once per epoch.
+    """
     has_eval = eval_ds is not None and len(eval_ds) > 0
-    epochs, eval_steps, sampling = (
-        config.epochs,
-        config.eval_steps,
-        "group_by_length" if config.group_by_length else "random",
-    )
+    epochs, eval_steps = config.epochs, config.eval_steps
+    sampling = "group_by_length" if config.group_by_length else "random"
     if config.curriculum:
-        # The caller laid out every epoch in `train_ds` (the first sorted easy-to-hard): read it in order.
+        train_ds = train_ds.select(curriculum_order(token_lengths(train_ds), round(config.epochs), seed))
         steps_per_epoch = -(-len(train_ds) // max(1, round(config.epochs)) // config.batch_size)
         epochs, eval_steps, sampling = 1, eval_steps or steps_per_epoch, "sequential"
     strategy = "steps" if eval_steps else "epoch"
@@ -159,19 +139,13 @@ def make_trainer(
         disable_tqdm=False,
         **precision_flags(config.precision),
     )
-    stopping = (
-        [EarlyStoppingCallback(config.early_stopping_patience)]
-        if has_eval and config.early_stopping_patience > 0
-        else []
-    )
-
+    patience = config.early_stopping_patience
+    stopping = [EarlyStoppingCallback(patience)] if has_eval and patience > 0 else []
     return RelationTrainer(
         model=model,
         args=args,
         train_dataset=train_ds,
-        eval_dataset=eval_ds.select(length_order(eval_ds))
-        if has_eval
-        else None,  # shortest first: less padding, same metrics
+        eval_dataset=eval_ds.select(length_order(eval_ds)) if has_eval else None,  # shortest first: same metrics
         data_collator=collator,
         compute_metrics=metrics_from_eval if has_eval else None,
         callbacks=[*stopping, *callbacks],
@@ -209,16 +183,8 @@ def metrics_from_eval(eval_pred) -> dict:
     return compute_metrics(np.asarray(labels), softmax(np.asarray(logits, dtype=np.float64)))
 
 
-def curriculum_order(lengths: list[int], epochs: int, seed: int) -> list[int]:
-    """Row order for curriculum training: epoch 1 shortest-first, later epochs shuffled."""
-    rng = np.random.default_rng(seed)
-    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
-    for _ in range(max(1, epochs) - 1):
-        order += rng.permutation(len(lengths)).tolist()
-    return order
-
-
 def predict_probs(trainer, dataset) -> np.ndarray:
+    """Softmax probabilities [rows, labels] for `dataset`, read shortest first and returned in its order."""
     if dataset is None or len(dataset) == 0:
         return np.zeros((0, 0))
     if "labels" in dataset.column_names:  # unlabelled test rows carry -100: predict without metrics
@@ -229,40 +195,3 @@ def predict_probs(trainer, dataset) -> np.ndarray:
     probs = np.empty(logits.shape, dtype=np.float64)
     probs[order] = softmax(np.asarray(logits, dtype=np.float64))
     return probs
-
-
-def length_order(dataset) -> np.ndarray:
-    """Row indices shortest first: batches of similar length waste little padding at inference."""
-    return np.argsort(token_lengths(dataset), kind="stable")
-
-
-def build_model(
-    encoder, config, label_set: LabelSet, train_examples, new_tokens: list[int] = ()
-) -> tuple[RelationModel, list[str]]:
-    """The relation model over `encoder`, with pair heads and class weights from the training rows.
-
-    With `config.peft`, the encoder is frozen and the method's parts added; `new_tokens` (ids of the
-    tokens added to the tokenizer) keep trainable embedding rows."""
-    from .models.losses import inverse_sqrt_weights
-    from .models.peft import apply_peft
-
-    label_ids = label_set.ids(ex.label for ex in train_examples)
-    pairs = [(ex.subject.type, ex.object.type) for ex in train_examples]
-    pair_names, allowed = pair_vocabulary(pairs, label_ids, len(label_set))
-    model = RelationModel(encoder, config, len(label_set), allowed if config.type_pair_heads else None)
-    model.class_weights.copy_(inverse_sqrt_weights(label_ids, len(label_set)))
-    return apply_peft(model, list(new_tokens)), pair_names
-
-
-def add_pair_column(dataset, pair_names: list[str]):
-    index = {n: i for i, n in enumerate(pair_names)}
-    return dataset.map(
-        lambda b: {"pair": [index.get(f"{s}|{o}", -1) for s, o in zip(b["subject_type"], b["object_type"])]},
-        batched=True,
-        desc="type pairs",
-    )
-
-
-def write_json(path: Path, data: dict) -> None:
-    with atomic_write(path) as fh:
-        json.dump(data, fh, ensure_ascii=False, indent=1, default=str)

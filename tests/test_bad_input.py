@@ -118,7 +118,9 @@ def test_labels_outside_the_label_set_are_quarantined_naming_the_label(tmp_path)
 def test_a_test_file_with_labels_keeps_every_row_and_ignores_the_labels(tmp_path):
     rows = competition_rows() + [dict(competition_rows()[0], id="4")]  # an exact duplicate, kept in a test file
     rows[1]["label"] = "not:a_label"
-    test = load_configured(write_csv(tmp_path / "test.csv", rows), load_config(None), LabelSet.klue())
+    test = load_configured(
+        write_csv(tmp_path / "test.csv", rows), load_config(None).data, load_config(None).clean, LabelSet.klue()
+    )
     assert [ex.id for ex in test.examples] == [*GOOD, "4"] and all(ex.label is None for ex in test.examples)
     assert (
         not test.ledger.removals

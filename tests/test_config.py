@@ -2,14 +2,58 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
-from re_pipeline.config import load_config, to_yaml
+from re_pipeline.cli import app
+from re_pipeline.config import Config, load_config, render, to_yaml
 from re_pipeline.errors import PipelineError
+from re_pipeline.typed_config import help_of
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+
+
+def test_default_yaml_is_the_code_defaults():
+    path = ROOT / "configs" / "default.yaml"
+    assert load_config(path) == Config() == load_config(None)
+    assert path.read_text(encoding="utf-8") == render(Config()), (
+        "configs/default.yaml differs from the code's defaults: re-pipeline config show > configs/default.yaml"
+    )
+
+
+def sections(node, where="") -> list[tuple[str, type, str]]:
+    """(dotted key, dataclass, field name) of every config field, nested sections included."""
+    out = []
+    for f in dataclasses.fields(node):
+        value = getattr(node, f.name)
+        out.append((f"{where}{f.name}", type(node), f.name))
+        if dataclasses.is_dataclass(value):
+            out += sections(value, f"{where}{f.name}.")
+    return out
+
+
+def test_every_config_key_has_help():
+    missing = [key for key, cls, name in sections(Config()) if not help_of(cls, name)]
+    assert not missing, f"config keys without help: {missing}"
+
+
+def test_config_show_prints_the_resolved_config_with_help(tmp_path):
+    config = tmp_path / "x.yaml"
+    config.write_text("train: {epochs: 3}\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["config", "show", "--config", str(config), "--set", "markers.format=baseline"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    epochs = next(line for line in lines if line.strip().startswith("epochs: 3.0"))
+    assert "# passes over the training rows" in epochs
+    assert any(line.strip().startswith("format: baseline") for line in lines)
+    assert load_config(config, ["markers.format=baseline"]) == Config(
+        train=dataclasses.replace(Config().train, epochs=3.0),
+        markers=dataclasses.replace(Config().markers, format="baseline"),
+    )
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)

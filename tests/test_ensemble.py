@@ -16,12 +16,12 @@ from re_pipeline.config import load_config
 from re_pipeline.data.sample import write_sample
 from re_pipeline.ensemble import fit_weights, run_ensemble, score
 from re_pipeline.errors import PipelineError
+from re_pipeline.io_utils import write_json
 from re_pipeline.labels import LabelSet
 from re_pipeline.metrics import softmax
 from re_pipeline.pipeline import run_pipeline
 from re_pipeline.runs import summarize
 from re_pipeline.submission import read_submission, validate_submission, write_submission
-from re_pipeline.train import write_json
 
 pytestmark = pytest.mark.usefixtures("wide_console")
 

@@ -17,10 +17,11 @@ from test_pipeline import TINY
 
 from re_pipeline.config import load_config
 from re_pipeline.data.sample import write_sample
+from re_pipeline.io_utils import write_json
 from re_pipeline.labels import LabelSet
 from re_pipeline.pipeline import prepare_backbone, run_pipeline
 from re_pipeline.submission import write_submission
-from re_pipeline.train import last_checkpoint, write_json
+from re_pipeline.train import last_checkpoint
 
 
 def crashing_dump(obj, fh, **kwargs):

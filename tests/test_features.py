@@ -54,7 +54,8 @@ def failures(tok, examples, ds, config: MarkerConfig) -> list[str]:
             ("subject", 1, "subj_start", "subj_end"),
             ("object", 2, "obj_start", "obj_end"),
         ):
-            (a, b), marker_start = getattr(m, role), getattr(m, f"{role}_marker_start")
+            span = getattr(m, role)
+            a, b, marker_start = span.start, span.end, span.marker_start
             start, end = cols[start][i], cols[end][i]
             if config.format == "baseline":  # a plain sentence: a token may hold more than the word, even both words
                 first, marked = start, [k for k, v in enumerate(mask) if v == code]

@@ -87,7 +87,7 @@ def test_a_trial_the_pruner_stops_is_pruned_at_its_first_evaluation(workdir, mon
         ({"space": {"model.pooling": {"type": "categorical"}}}, "needs a list of plain choices"),
         ({"space": {"model.pooling": {"type": "categorical", "choices": ["cls"], "prior": 1}}}, "unknown key.*prior"),
         ({"metric": "f1"}, "search.metric must be one of"),
-        ({"pruner": "hyperband"}, "search.pruner must be median or null"),
+        ({"pruner": "hyperband"}, "search.pruner must be one of null, median"),
         ({"trials": 3}, "unknown key.*trials"),
     ],
 )

@@ -56,8 +56,8 @@ def check_marked(ex: Example, m: Marked, config: MarkerConfig) -> None:
             ent.type, KO.get(ent.type, ent.type) if config.type_language == "ko" else ent.type
         )
         opening, closing = (x.format(t=name) for x in MARKERS[config.format][role == "object"])
-        start, end = getattr(m, role)
-        marker_start, marker_end = getattr(m, f"{role}_marker_start"), getattr(m, f"{role}_marker_end")
+        span = getattr(m, role)
+        start, end, marker_start, marker_end = span.start, span.end, span.marker_start, span.marker_end
         shown = f"[{'SUBJ' if role == 'subject' else 'OBJ'}-{name}]" if config.format == "entity_mask" else ent.word
         assert text[start:end] == shown
         assert (text[marker_start:start], text[end:marker_end]) == (opening, closing)
@@ -93,7 +93,8 @@ def test_golden_text(fmt):
 
 def test_korean_type_names_and_overrides():
     ex = sample_examples()[0]
-    assert "# ^ 사람 ^ 조지 해리슨 #이 쓰고 @ * 단체 * 비틀즈 @가" in mark(ex, MarkerConfig(type_language="ko")).text
+    typed = MarkerConfig("typed_entity_marker_punct", type_language="ko")
+    assert "# ^ 사람 ^ 조지 해리슨 #이 쓰고 @ * 단체 * 비틀즈 @가" in mark(ex, typed).text
     config = MarkerConfig("typed_entity_marker", "ko", {"PER": "인물"})
     assert "<O:인물> 조지 해리슨 </O:인물>이 쓰고 <S:단체> 비틀즈 </S:단체>가" in mark(ex, config).text
     assert (
@@ -152,7 +153,8 @@ def test_added_tokens():
 
 def test_opening_marker_never_touches_the_previous_character():
     ex = make_example("(주)삼성전자는 1969년1월에 세워졌다.", ("삼성전자", "ORG"), ("1월", "DAT"))
-    assert mark(ex, MarkerConfig()).text == "(주) @ * ORG * 삼성전자 @는 1969년 # ^ DAT ^ 1월 #에 세워졌다."
+    typed = MarkerConfig("typed_entity_marker_punct")
+    assert mark(ex, typed).text == "(주) @ * ORG * 삼성전자 @는 1969년 # ^ DAT ^ 1월 #에 세워졌다."
     adjacent = make_example("비틀즈조지", ("비틀즈", "ORG"), ("조지", "PER"))
     assert mark(adjacent, MarkerConfig("entity_marker")).text == "[E1] 비틀즈 [/E1] [E2] 조지 [/E2]"
 
@@ -206,7 +208,7 @@ def korean_examples(draw) -> Example:
 
 
 configs = (
-    st.tuples(st.sampled_from(FORMATS), st.sampled_from(("en", "ko")), st.just({}), st.sampled_from(QUERIES))
+    st.tuples(st.sampled_from(list(FORMATS)), st.sampled_from(("en", "ko")), st.just({}), st.sampled_from(QUERIES))
     .filter(lambda args: not (args[0] == "baseline" and args[3]))
     .map(lambda args: MarkerConfig(*args))
 )

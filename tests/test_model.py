@@ -7,8 +7,8 @@ import torch
 
 from re_pipeline.errors import PipelineError
 from re_pipeline.models.backbone import BackboneConfig, build_encoder
-from re_pipeline.models.losses import LossConfig, inverse_sqrt_weights, relation_loss
-from re_pipeline.models.relation import ModelConfig, RelationModel, pair_vocabulary
+from re_pipeline.models.losses import LOSSES, LossConfig, inverse_sqrt_weights, relation_loss
+from re_pipeline.models.relation import HEADS, POOLERS, ModelConfig, RelationModel, pair_vocabulary
 
 TINY = BackboneConfig(vocab_size=50, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, max_position=40)
 LABELS = 5
@@ -36,17 +36,43 @@ def batch(n=4, length=10, seed=0):
 def model(**cfg):
     torch.manual_seed(0)
     pair_labels = cfg.pop("pair_labels", None)
+    cfg.setdefault("type_pair_heads", pair_labels is not None)
     return RelationModel(build_encoder(TINY, 50), ModelConfig(backbone=TINY, **cfg), LABELS, pair_labels)
 
 
-@pytest.mark.parametrize("pooling", ["cls", "entity_start", "span_mean"])
-@pytest.mark.parametrize("head", ["linear", "mlp", "lstm"])
+@pytest.mark.parametrize("pooling", POOLERS)
+@pytest.mark.parametrize("head", HEADS)
 def test_shapes_and_loss_for_every_pooling_and_head(pooling, head):
+    """Every entry of the pooling and head tables: the declared width, finite loss, gradients everywhere."""
     m = model(pooling=pooling, head=head)
-    out = m(**batch())
+    b = batch()
+    assert m.encode(b).shape == (4, m.pooler.out_dim)
+    out = m(**b)
     assert out["logits"].shape == (4, LABELS) and out["loss"].ndim == 0 and torch.isfinite(out["loss"])
     out["loss"].backward()
-    assert m.classifier.weight.grad is not None if head != "mlp" else m.classifier[0].weight.grad is not None
+    for part in (m.classifier, m.pooler, m.sequence):
+        params = list(part.parameters()) if part is not None else []
+        assert all(p.grad is not None for p in params)
+        assert not params or sum(p.grad.abs().sum() for p in params) > 0
+
+
+@pytest.mark.parametrize("name", LOSSES)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_every_loss_is_finite_and_lower_for_the_right_answer(name, weighted):
+    labels = torch.tensor([0, 2, 1])
+    right = torch.nn.functional.one_hot(labels, 3).float() * 4
+    config = LossConfig(name=name, class_weighted=weighted)
+    weights = torch.tensor([0.5, 1.0, 2.0])
+    good, bad = (relation_loss(x, labels, config, weights) for x in (right, -right))
+    assert good.ndim == 0 and torch.isfinite(good) and good < bad
+
+
+def test_unknown_names_are_refused_with_the_table():
+    for section, value, table in (("pooling", "max", POOLERS), ("head", "crf", HEADS)):
+        with pytest.raises(PipelineError, match=", ".join(table)):
+            ModelConfig(**{section: value})
+    with pytest.raises(PipelineError, match=", ".join(LOSSES)):
+        LossConfig(name="hinge")
 
 
 def test_entity_start_pooling_reads_the_marker_positions():

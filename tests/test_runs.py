@@ -153,7 +153,7 @@ def test_compare_and_reproduce_print_library_differences_first(work, tmp_path, m
     assert compared.exit_code == 0, compared.output
     first = compared.output.splitlines()[0]
     assert "environment differs" in first and f"transformers: {installed} -> 5.0.0" in first
-    monkeypatch.setattr("re_pipeline.runs.reproduce", lambda *args, **kwargs: run)  # retraining is tested below
+    monkeypatch.setattr("re_pipeline.cli.rerun", lambda *args, **kwargs: run)  # retraining is tested below
     reproduced = invoke("reproduce", other, "--runs-dir", tmp_path, "--tolerance", "100")
     assert reproduced.exit_code == 0, reproduced.output
     assert f"transformers: 5.0.0 -> {installed}" in reproduced.output.splitlines()[0]
@@ -178,7 +178,7 @@ def test_reproduce_exits_non_zero_when_metrics_differ_beyond_the_tolerance(work,
     off = fake_copy(
         run, tmp_path / "new", micro_f1=json.loads((run / "result.json").read_text())["metrics"]["micro_f1"] + 0.3
     )
-    monkeypatch.setattr("re_pipeline.runs.reproduce", lambda *args, **kwargs: off)
+    monkeypatch.setattr("re_pipeline.cli.rerun", lambda *args, **kwargs: off)
     strict = invoke("reproduce", run, "--runs-dir", tmp_path)
     assert strict.exit_code == 1 and "not reproduced: micro_f1" in strict.output
     assert invoke("reproduce", run, "--runs-dir", tmp_path, "--tolerance", "0.5").exit_code == 0

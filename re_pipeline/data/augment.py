@@ -14,13 +14,13 @@ import random
 import re
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..errors import PipelineError
+from ..typed_config import option
 from .particles import attach, particle_after
 from .schema import Entity, Example
 
-METHODS = ("aeda", "random_mask", "random_delete", "entity_swap", "symmetric_swap")
 PUNCTUATION = (".", ",", "!", "?", ";", ":")
 SYMMETRIC_LABELS = (
     "per:colleagues",
@@ -42,11 +42,11 @@ class AugmentMethod:
     per parent; `labels`: only parents with these labels (None: all); `rate`: fraction of eligible
     parents augmented."""
 
-    name: str
-    prob: float = 0.1
-    copies: int = 1
-    labels: list[str] | None = None
-    rate: float = 1.0
+    name: str = option(help="aeda | random_mask | random_delete | entity_swap | symmetric_swap")
+    prob: float = option(0.1, "per-word rate (AEDA: insertions up to prob x words)")
+    copies: int = option(1, "children per parent")
+    labels: list[str] | None = option(None, "only parents with these labels (null: all)")
+    rate: float = option(1.0, "share of eligible parents augmented")
 
     def __post_init__(self) -> None:
         if self.name not in METHODS:
@@ -62,10 +62,15 @@ class AugmentMethod:
 class AugmentConfig:
     """Methods to run (each at most once), the seed, the mask string, and the labels `symmetric_swap` may swap."""
 
-    methods: list[AugmentMethod] = field(default_factory=list)
-    seed: int = 42
-    mask_token: str = "<mask>"
-    symmetric_labels: list[str] = field(default_factory=lambda: list(SYMMETRIC_LABELS))
+    methods: list[AugmentMethod] = option(
+        help="methods to run (each at most once), on training rows only, after the split; see configs/augment.yaml",
+        factory=list,
+    )
+    seed: int = option(42, "seed of the augmentation")
+    mask_token: str = option("<mask>", "the text random_mask puts in place of a word")
+    symmetric_labels: list[str] = option(
+        help="labels symmetric_swap may swap (subject and object exchanged)", factory=lambda: list(SYMMETRIC_LABELS)
+    )
 
     def __post_init__(self) -> None:
         names = [m.name for m in self.methods]
@@ -88,14 +93,7 @@ def augment(examples: list[Example], config: AugmentConfig) -> tuple[list[Exampl
             raise PipelineError(
                 f"augment {method.name}.labels not in the data: {', '.join(unknown)}; known: {', '.join(sorted(map(str, known)))}"
             )
-    pool = _mention_pool(examples)
-    make: dict[str, Callable[[Example, random.Random, AugmentMethod], Example | None]] = {
-        "aeda": lambda ex, rng, m: _aeda(ex, rng, m.prob),
-        "random_mask": lambda ex, rng, m: _mask(ex, rng, m.prob, config.mask_token),
-        "random_delete": lambda ex, rng, m: _delete(ex, rng, m.prob),
-        "entity_swap": lambda ex, rng, m: _swap_entity(ex, rng, pool),
-        "symmetric_swap": lambda ex, rng, m: _swap_roles(ex),
-    }
+    context = Context(config, _mention_pool(examples))
     children: list[Example] = []
     summary: dict[str, dict[str, int]] = {}
     for method in config.methods:
@@ -105,14 +103,14 @@ def augment(examples: list[Example], config: AugmentConfig) -> tuple[list[Exampl
             for ex in examples
             if ex.parent_id is None
             and (method.labels is None or ex.label in method.labels)
-            and (method.name != "symmetric_swap" or ex.label in config.symmetric_labels)
+            and METHODS[method.name].eligible(ex, config)
         ]
         chosen = sorted(rng.sample(range(len(eligible)), round(method.rate * len(eligible))))
         counts = summary[method.name] = {"parents": len(chosen), "children": 0, "discarded": 0, "skipped": 0}
         for parent in (eligible[i] for i in chosen):
             seen = {_key(parent)}
             for k in range(method.copies):
-                child = make[method.name](parent, rng, method)
+                child = METHODS[method.name].make(parent, rng, method, context)
                 if child is None or _key(child) in seen:
                     counts["skipped"] += 1
                 elif not child.spans_ok():
@@ -258,3 +256,31 @@ def _swap_entity(ex: Example, rng: random.Random, pool: dict[str, list[str]]) ->
 def _swap_roles(ex: Example) -> Example | None:
     """Subject and object exchange roles (the sentence is unchanged); only between entities of one type."""
     return ex.with_(subject=ex.object, object=ex.subject) if ex.subject.type == ex.object.type else None
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a method reads besides its parent: the config and the entity words seen per type."""
+
+    config: AugmentConfig
+    pool: dict[str, list[str]]
+
+
+@dataclass(frozen=True)
+class Method:
+    """One augmentation: `make(parent, rng, method settings, context)` returns a child or None (cannot make
+    one); `eligible(parent, config)` picks the parents it may augment."""
+
+    make: Callable[[Example, random.Random, AugmentMethod, Context], Example | None]
+    eligible: Callable[[Example, AugmentConfig], bool] = lambda ex, config: True
+
+
+METHODS: dict[str, Method] = {
+    "aeda": Method(lambda ex, rng, m, ctx: _aeda(ex, rng, m.prob)),
+    "random_mask": Method(lambda ex, rng, m, ctx: _mask(ex, rng, m.prob, ctx.config.mask_token)),
+    "random_delete": Method(lambda ex, rng, m, ctx: _delete(ex, rng, m.prob)),
+    "entity_swap": Method(lambda ex, rng, m, ctx: _swap_entity(ex, rng, ctx.pool)),
+    "symmetric_swap": Method(
+        lambda ex, rng, m, ctx: _swap_roles(ex), lambda ex, config: ex.label in config.symmetric_labels
+    ),
+}

@@ -8,10 +8,11 @@ from __future__ import annotations
 import csv
 import unicodedata
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import PipelineError
+from ..typed_config import choice, option
 from .audit import Ledger
 from .schema import Entity, Example
 
@@ -25,19 +26,24 @@ CORRECTABLE_FIELDS = ("label", "subject_type", "object_type")
 class CleanConfig:
     """Which noise rules run. Each rule writes audit records for every row it changes."""
 
-    unicode: bool = True
-    repair_offsets: bool = True
-    type_from_label: bool = True
-    label_subject_types: dict[str, str] = field(default_factory=lambda: {"per": "PER", "org": "ORG"})
-    corrections: str | None = None
-    drop_exact_duplicates: bool = True
-    conflict_policy: str = "keep_first"
+    unicode: bool = option(True, "NFC + invisible characters removed, offsets remapped")
+    repair_offsets: bool = option(
+        True, "move a wrong span to the nearest occurrence of its word; quarantine when absent"
+    )
+    type_from_label: bool = option(True, "per:* => PER subject, org:* => ORG subject")
+    label_subject_types: dict[str, str] = option(
+        help="label prefix -> subject type, for type_from_label", factory=lambda: {"per": "PER", "org": "ORG"}
+    )
+    corrections: str | None = option(
+        None, "CSV of hand fixes: id,field,old,new (fields: label, subject_type, object_type)"
+    )
+    drop_exact_duplicates: bool = option(True, "drop later rows with the same sentence, entities and label")
+    conflict_policy: str = option(
+        "keep_first", "same sentence and entities, different labels: keep_first | majority | drop_all | keep_all"
+    )
 
     def __post_init__(self) -> None:
-        if self.conflict_policy not in CONFLICT_POLICIES:
-            raise PipelineError(
-                f"clean.conflict_policy must be one of {', '.join(CONFLICT_POLICIES)}, not {self.conflict_policy!r}"
-            )
+        choice("clean.conflict_policy", self.conflict_policy, CONFLICT_POLICIES)
 
 
 def clean_examples(

@@ -9,18 +9,33 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
+from dataclasses import asdict
 from functools import partial
 from operator import itemgetter
-from typing import TYPE_CHECKING
+
+import datasets
+import numpy as np
+import torch
 
 from ..errors import PipelineError
 from ..labels import LabelSet
 from .markers import MarkerConfig, added_tokens, mark
 from .schema import Example
 
-if TYPE_CHECKING:
-    import datasets
-
+PAD = "pad"  # padded with the tokenizer's pad id
+# The model's inputs and how a batch pads them: a fill value per token for sequences, None for one value
+# per row. A new model input is a column made in `_tokenize` plus one entry here.
+MODEL_INPUTS: dict[str, int | str | None] = {
+    "input_ids": PAD,
+    "attention_mask": 0,
+    "entity_mask": 0,
+    "subj_start": None,
+    "obj_start": None,
+    "pair": None,
+    "labels": None,
+}
+# The columns `build_features` returns: the model inputs it makes, the entity ends, and what the type-pair
+# vocabulary and bookkeeping read (`pair` is added later, by `add_pair_column`).
 COLUMNS = (
     "input_ids",
     "attention_mask",
@@ -34,6 +49,7 @@ COLUMNS = (
     "object_type",
     "id",
 )
+_MADE = ("input_ids", "attention_mask", "subj_start", "subj_end", "obj_start", "obj_end", "entity_mask")
 
 
 def prepare_tokenizer(tokenizer, config: MarkerConfig, entity_types: Iterable[str]) -> int:
@@ -63,21 +79,23 @@ def _tokens(offsets: list, lo: int, hi: int, start: int, end: int, example_id: s
 
 
 def _tokenize(batch: dict, tokenizer, max_length: int) -> dict:
+    """Tokenize a batch of marked rows (`text`, `first`, `spans`: the `Marked` spans as mappings)."""
     pair = batch["first"][0] is not None
     texts = (batch["first"], batch["text"]) if pair else (batch["text"],)
     enc = tokenizer(*texts, return_offsets_mapping=True, return_token_type_ids=False, return_attention_mask=False)
-    out: dict[str, list] = {k: [] for k in (*COLUMNS[:2], *COLUMNS[3:8], "truncated", "n_tokens")}
+    out: dict[str, list] = {k: [] for k in (*_MADE, "truncated", "n_tokens")}
     for i, (ids, offsets, spans, example_id) in enumerate(
         zip(enc["input_ids"], enc["offset_mapping"], batch["spans"], batch["id"])
     ):
         seq = enc.sequence_ids(i)
         lo = seq.index(int(pair))  # the marked sentence's tokens are [lo, hi)
         hi = lo + seq.count(int(pair))
-        sa, sb, oa, ob, s_mark, s_mark_end, o_mark, o_mark_end = spans
         token = partial(_tokens, offsets, lo, hi, example_id=example_id)
-        (s_first, s_last), (o_first, o_last) = token(sa, sb), token(oa, ob)
-        s_start, o_start = token(s_mark, sb)[0], token(o_mark, ob)[0]
-        keep_lo, keep_hi = min(s_start, o_start), max(token(sa, s_mark_end)[1], token(oa, o_mark_end)[1]) + 1
+        s, o = spans["subject"], spans["object"]
+        (s_first, s_last), (o_first, o_last) = token(s["start"], s["end"]), token(o["start"], o["end"])
+        s_start, o_start = token(s["marker_start"], s["end"])[0], token(o["marker_start"], o["end"])[0]
+        keep_lo = min(s_start, o_start)
+        keep_hi = max(token(s["start"], s["marker_end"])[1], token(o["start"], o["marker_end"])[1]) + 1
         shift = 0
         if len(ids) > max_length:  # keep a window of the sentence that holds both marked entities
             budget = max_length - (len(ids) - (hi - lo))
@@ -91,17 +109,18 @@ def _tokenize(batch: dict, tokenizer, max_length: int) -> dict:
         entity_mask = [0] * len(ids)
         entity_mask[o_first - shift : o_last - shift + 1] = [2] * (o_last - o_first + 1)
         entity_mask[s_first - shift : s_last - shift + 1] = [1] * (s_last - s_first + 1)  # wins a shared token
-        for key, value in (
-            ("input_ids", ids),
-            ("attention_mask", [1] * len(ids)),
-            ("subj_start", s_start - shift),
-            ("subj_end", s_last - shift),
-            ("obj_start", o_start - shift),
-            ("obj_end", o_last - shift),
-            ("entity_mask", entity_mask),
-            ("truncated", len(ids) < len(offsets)),
-            ("n_tokens", len(offsets)),
-        ):
+        row = {
+            "input_ids": ids,
+            "attention_mask": [1] * len(ids),
+            "subj_start": s_start - shift,
+            "subj_end": s_last - shift,
+            "obj_start": o_start - shift,
+            "obj_end": o_last - shift,
+            "entity_mask": entity_mask,
+            "truncated": len(ids) < len(offsets),
+            "n_tokens": len(offsets),
+        }
+        for key, value in row.items():
             out[key].append(value)
     return out
 
@@ -130,8 +149,6 @@ def build_features(
     possible). Returns the dataset and stats: `examples`, `truncated_window` (how many were
     windowed), `max_tokens` (longest input before windowing).
     """
-    import datasets
-
     if not examples:
         raise PipelineError("no examples to tokenize")
     types = {e.type for ex in examples for e in (ex.subject, ex.object)}
@@ -147,14 +164,7 @@ def build_features(
                 "id": ex.id,
                 "text": m.text,
                 "first": m.first,
-                "spans": [
-                    *m.subject,
-                    *m.object,
-                    m.subject_marker_start,
-                    m.subject_marker_end,
-                    m.object_marker_start,
-                    m.object_marker_end,
-                ],
+                "spans": {"subject": asdict(m.subject), "object": asdict(m.object)},
                 "labels": label_set.id(ex.label) if label_set is not None and ex.label is not None else -100,
                 "subject_type": ex.subject.type,
                 "object_type": ex.object.type,
@@ -169,3 +179,45 @@ def build_features(
     truncated, n_tokens = (ds.data.column(name).to_pylist() for name in ("truncated", "n_tokens"))  # no row formatting
     stats = {"examples": len(ds), "truncated_window": sum(truncated), "max_tokens": max(n_tokens)}
     return ds.select_columns(list(COLUMNS)), stats
+
+
+def length_order(dataset) -> np.ndarray:
+    """Row indices shortest first: batches of similar length waste little padding at inference."""
+    return np.argsort(token_lengths(dataset), kind="stable")
+
+
+def add_pair_column(dataset, pair_names: list[str]):
+    """The `pair` input: each row's index in `pair_names` ("SUBJ|OBJ" type pairs), -1 for a pair not in it."""
+    index = {n: i for i, n in enumerate(pair_names)}
+    return dataset.map(
+        lambda b: {"pair": [index.get(f"{s}|{o}", -1) for s, o in zip(b["subject_type"], b["object_type"])]},
+        batched=True,
+        desc="type pairs",
+    )
+
+
+class RelationCollator:
+    """Pads a batch of feature rows into tensors (`MODEL_INPUTS`): sequences to the batch's longest row rounded
+    up to `multiple_of`, or to a fixed `pad_to` (as the official baseline did); row values stacked.
+
+    Returns (B, T) tensors for sequences and (B,) tensors for row values; inputs a row lacks are left out.
+    """
+
+    def __init__(self, pad_id: int, pad_to: int | None = None, multiple_of: int = 8):
+        self.pad_id = pad_id
+        self.pad_to = pad_to
+        self.multiple_of = multiple_of
+
+    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        longest = max(len(r["input_ids"]) for r in rows)
+        width = self.pad_to or -(-longest // self.multiple_of) * self.multiple_of
+        batch = {}
+        for key, fill in MODEL_INPUTS.items():
+            if key not in rows[0]:
+                continue
+            if fill is None:
+                batch[key] = torch.tensor([r[key] for r in rows])
+            else:
+                fill = self.pad_id if fill == PAD else fill
+                batch[key] = torch.tensor([list(r[key]) + [fill] * (width - len(r[key])) for r in rows])
+        return batch

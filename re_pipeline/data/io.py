@@ -16,6 +16,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import datasets
+
 from ..errors import PipelineError
 from ..io_utils import atomic_write
 from ..labels import LabelSet, resolve_label_set
@@ -165,8 +167,6 @@ def read_hub_rows(spec: str) -> tuple[list[RawRow], Ledger]:
     parts = spec.split(":")
     name = parts[1] if len(parts) > 1 and parts[1] else "klue/re"
     split = parts[2] if len(parts) > 2 else "train"
-    import datasets
-
     try:
         ds = (
             datasets.load_dataset(*name.split("/", 1), split=split)

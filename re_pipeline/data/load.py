@@ -6,16 +6,30 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..labels import LabelSet
-
-if TYPE_CHECKING:
-    from ..config import Config, DataConfig
+from ..typed_config import option
 from .audit import Ledger
 from .clean import CleanConfig, clean_examples
 from .io import ReadOptions, check_labels, infer_label_set, read_examples
 from .schema import Example
+
+
+@dataclass
+class DataConfig:
+    """Where the data is and how to read it."""
+
+    train: str = option("data/raw/train.csv", "competition CSV, KLUE JSON (.json/.jsonl), or hub:klue/re:train")
+    test: str | None = option("data/raw/test_data.csv", "the test file to predict (null: no submission)")
+    labels: str = option(
+        "auto",
+        "auto (the competition's order when every label is a KLUE-RE label) | klue | data | path/to/labels.json",
+    )
+    no_relation: str | None = option(
+        None, "the no-relation class (null: no_relation, 관계없음 or 관계_없음 when present)"
+    )
+    end_offsets: str = option("auto", "inclusive | exclusive | auto (detected per file)")
+    unlabelled_values: list[str] = option(help="label cells that mean unlabelled", factory=lambda: ["100", ""])
 
 
 @dataclass
@@ -67,13 +81,8 @@ def read_options(data: DataConfig) -> ReadOptions:
     return ReadOptions(end_offsets=data.end_offsets, unlabelled_values=tuple(data.unlabelled_values))
 
 
-def load_configured(path: str | Path, config: Config, labels: LabelSet | None = None) -> LoadedData:
-    """`load_data` with the `data` and `clean` sections of a run config; a fixed label set marks a test file."""
-    return load_data(
-        path,
-        read_options(config.data),
-        config.clean,
-        labels or config.data.labels,
-        config.data.no_relation,
-        test=labels is not None,
-    )
+def load_configured(
+    path: str | Path, data: DataConfig, clean: CleanConfig, labels: LabelSet | None = None
+) -> LoadedData:
+    """`load_data` with a config's `data` and `clean` sections; a fixed label set marks a test file."""
+    return load_data(path, read_options(data), clean, labels or data.labels, data.no_relation, test=labels is not None)

@@ -6,9 +6,9 @@ Examples for subject 비틀즈 (ORG) and object 조지 해리슨 (PER) in "조�
 |---|---|---|
 | `entity_mask` | `[OBJ-PER]이 쓰고 [SUBJ-ORG]가 부른` | `[SUBJ-<type>]`, `[OBJ-<type>]` |
 | `entity_marker` | `[E2] 조지 해리슨 [/E2]이 쓰고 [E1] 비틀즈 [/E1]가 부른` | `[E1] [/E1] [E2] [/E2]` |
-| `entity_marker_punct` | `# 조지 해리슨 #이 쓰고 @ 비틀즈 @가 부른` | none |
+| `entity_marker_punct` (default) | `# 조지 해리슨 #이 쓰고 @ 비틀즈 @가 부른` | none |
 | `typed_entity_marker` | `<O:PER> 조지 해리슨 </O:PER>이 쓰고 <S:ORG> 비틀즈 </S:ORG>가 부른` | `<S:t> </S:t> <O:t> </O:t>` per type |
-| `typed_entity_marker_punct` (default; Zhou & Chen 2021) | `# ^ PER ^ 조지 해리슨 #이 쓰고 @ * ORG * 비틀즈 @가 부른` | none |
+| `typed_entity_marker_punct` (Zhou & Chen 2021) | `# ^ PER ^ 조지 해리슨 #이 쓰고 @ * ORG * 비틀즈 @가 부른` | none |
 | `baseline` (the competition's) | the plain sentence, after a first segment `비틀즈</s>조지 해리슨` | none |
 
 Markers are separated from the entity word by one space on each side, and an opening marker
@@ -26,22 +26,65 @@ POH 기타, NOH 수량); `type_names` overrides either, and an unknown type show
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from string import Formatter
 
 from ..errors import PipelineError
+from ..typed_config import choice, option
 from .particles import attach
 from .schema import Example
 
-FORMATS = (
-    "entity_mask",
-    "entity_marker",
-    "entity_marker_punct",
-    "typed_entity_marker",
-    "typed_entity_marker_punct",
-    "baseline",
-)
+
+@dataclass(frozen=True)
+class MarkerFormat:
+    """One input format. `wrap(is_subject, type_name, word)` gives (opening marker, shown entity, closing
+    marker); `tokens(type_names)` the special tokens the format adds; `first_segment`: the entity words
+    fill a first segment (the competition's baseline)."""
+
+    wrap: Callable[[bool, str, str], tuple[str, str, str]]
+    tokens: Callable[[list[str]], list[str]] = lambda names: []
+    first_segment: bool = False
+
+
+def _mask_wrap(subj: bool, type_name: str, word: str) -> tuple[str, str, str]:
+    return "", f"[{'SUBJ' if subj else 'OBJ'}-{type_name}]", ""
+
+
+def _marker_wrap(subj: bool, type_name: str, word: str) -> tuple[str, str, str]:
+    n = 1 if subj else 2
+    return f"[E{n}] ", word, f" [/E{n}]"
+
+
+def _punct_wrap(subj: bool, type_name: str, word: str) -> tuple[str, str, str]:
+    c = "@" if subj else "#"
+    return f"{c} ", word, f" {c}"
+
+
+def _typed_wrap(subj: bool, type_name: str, word: str) -> tuple[str, str, str]:
+    tag = f"{'S' if subj else 'O'}:{type_name}"
+    return f"<{tag}> ", word, f" </{tag}>"
+
+
+def _typed_punct_wrap(subj: bool, type_name: str, word: str) -> tuple[str, str, str]:
+    c, t = ("@", "*") if subj else ("#", "^")
+    return f"{c} {t} {type_name} {t} ", word, f" {c}"
+
+
+def _plain_wrap(subj: bool, type_name: str, word: str) -> tuple[str, str, str]:
+    return "", word, ""
+
+
+FORMATS: dict[str, MarkerFormat] = {
+    "entity_mask": MarkerFormat(_mask_wrap, lambda names: [f"[{r}-{n}]" for r in ("SUBJ", "OBJ") for n in names]),
+    "entity_marker": MarkerFormat(_marker_wrap, lambda names: ["[E1]", "[/E1]", "[E2]", "[/E2]"]),
+    "entity_marker_punct": MarkerFormat(_punct_wrap),
+    "typed_entity_marker": MarkerFormat(
+        _typed_wrap, lambda names: [tag for r in ("S", "O") for n in names for tag in (f"<{r}:{n}>", f"</{r}:{n}>")]
+    ),
+    "typed_entity_marker_punct": MarkerFormat(_typed_punct_wrap),
+    "baseline": MarkerFormat(_plain_wrap, first_segment=True),
+}
 TYPE_LANGUAGES = ("en", "ko")
 KO_TYPE_NAMES = {"PER": "사람", "ORG": "단체", "LOC": "장소", "DAT": "날짜", "POH": "기타", "NOH": "수량"}
 QUERY_FIELDS = ("subject", "object", "subject_type", "object_type")
@@ -53,22 +96,18 @@ _ROLES = ("subject", "object")
 class MarkerConfig:
     """How entities are marked; see the module docstring for the formats."""
 
-    format: str = "typed_entity_marker_punct"
-    type_language: str = "en"  # "en" | "ko"
-    type_names: dict[str, str] = field(default_factory=dict)  # overrides, e.g. {"PER": "인물"}
-    query: str | None = None  # e.g. "{subject}{와} {object}{의} 관계", or None
+    format: str = option("entity_marker_punct", "input format: " + " | ".join(FORMATS))
+    type_language: str = option("en", "type names: en (PER, ORG, ...) | ko (사람, 단체, 장소, 날짜, 수량, 기타)")
+    type_names: dict[str, str] = option(help="type name overrides, e.g. {PER: 인물}", factory=dict)
+    query: str | None = option(None, 'a question prefix as first segment, e.g. "{subject}{와} {object}{의} 관계"')
 
     def __post_init__(self) -> None:
-        if self.format not in FORMATS:
-            raise PipelineError(f"markers.format {self.format!r}: choose one of {', '.join(FORMATS)}")
-        if self.type_language not in TYPE_LANGUAGES:
-            raise PipelineError(
-                f"markers.type_language {self.type_language!r}: choose one of {', '.join(TYPE_LANGUAGES)}"
-            )
+        choice("markers.format", self.format, FORMATS)
+        choice("markers.type_language", self.type_language, TYPE_LANGUAGES)
         if self.query is not None:
-            if self.format == "baseline":
+            if FORMATS[self.format].first_segment:
                 raise PipelineError(
-                    "markers.query cannot be used with format 'baseline' (both fill the first segment)"
+                    f"markers.query cannot be used with format {self.format!r} (both fill the first segment)"
                 )
             render_query(self.query, dict.fromkeys(QUERY_FIELDS, "값"))
 
@@ -78,22 +117,25 @@ class MarkerConfig:
 
 
 @dataclass(frozen=True)
-class Marked:
-    """A marked sentence. Spans are character offsets in `text`, start inclusive, end exclusive.
+class MarkedSpan:
+    """Where one entity sits in a marked text (character offsets, end exclusive): the opening marker starts
+    at `marker_start`, the shown entity (the word, or the type token of `entity_mask`) is `start:end`, the
+    closing marker ends at `marker_end` (equal to the entity's ends when there is no marker)."""
 
-    `subject`/`object`: the entity word itself (for `entity_mask`, its type token);
-    `*_marker_start`/`*_marker_end`: where the opening marker begins and the closing marker
-    ends (equal to the word's span ends when there is no marker).
-    """
+    marker_start: int
+    start: int
+    end: int
+    marker_end: int
+
+
+@dataclass(frozen=True)
+class Marked:
+    """A marked sentence, its optional first segment (query or baseline), and the two entities' spans."""
 
     text: str
     first: str | None
-    subject: tuple[int, int]
-    object: tuple[int, int]
-    subject_marker_start: int
-    object_marker_start: int
-    subject_marker_end: int
-    object_marker_end: int
+    subject: MarkedSpan
+    object: MarkedSpan
 
 
 def render_query(template: str, values: dict[str, str]) -> str:
@@ -116,37 +158,18 @@ def render_query(template: str, values: dict[str, str]) -> str:
     return out
 
 
-def _wrap(fmt: str, role: str, type_name: str, word: str) -> tuple[str, str, str]:
-    """(opening marker, shown entity, closing marker) for one entity."""
-    subj = role == "subject"
-    if fmt == "entity_mask":
-        return "", f"[{'SUBJ' if subj else 'OBJ'}-{type_name}]", ""
-    if fmt == "entity_marker":
-        n = 1 if subj else 2
-        return f"[E{n}] ", word, f" [/E{n}]"
-    if fmt == "entity_marker_punct":
-        c = "@" if subj else "#"
-        return f"{c} ", word, f" {c}"
-    if fmt == "typed_entity_marker":
-        tag = f"{'S' if subj else 'O'}:{type_name}"
-        return f"<{tag}> ", word, f" </{tag}>"
-    if fmt == "typed_entity_marker_punct":
-        c, t = ("@", "*") if subj else ("#", "^")
-        return f"{c} {t} {type_name} {t} ", word, f" {c}"
-    return "", word, ""  # baseline
-
-
 def mark(example: Example, config: MarkerConfig, sep: str = "</s>") -> Marked:
     """Mark `example` per `config`; `sep` joins the baseline's first segment (the tokenizer's sep token)."""
     entities = {"subject": example.subject, "object": example.object}
     s, o = example.subject, example.object
     if not (s.end < o.start or o.end < s.start):
         raise PipelineError(f"example {example.id}: subject and object overlap; no format can mark them")
+    fmt = FORMATS[config.format]
     sentence, text, pos = example.sentence, "", 0
-    spans: dict[str, tuple[int, int, int, int]] = {}  # role -> (marker start, word start, word end, marker end)
+    spans: dict[str, MarkedSpan] = {}
     for role in sorted(_ROLES, key=lambda r: entities[r].start):
         ent = entities[role]
-        opening, shown, closing = _wrap(config.format, role, config.type_name(ent.type), ent.word)
+        opening, shown, closing = fmt.wrap(role == "subject", config.type_name(ent.type), ent.word)
         text += sentence[pos : ent.start]
         if opening and text and not text[-1].isspace():
             text += " "
@@ -156,27 +179,19 @@ def mark(example: Example, config: MarkerConfig, sep: str = "</s>") -> Marked:
         text += shown
         word_end = len(text)
         text += closing
-        spans[role] = (marker_start, word_start, word_end, len(text))
+        spans[role] = MarkedSpan(marker_start, word_start, word_end, len(text))
         pos = ent.end + 1
     text += sentence[pos:]
-    if config.format == "baseline":
+    if fmt.first_segment:
         first = f"{s.word}{sep}{o.word}"
     elif config.query is not None:
         names = {"subject_type": config.type_name(s.type), "object_type": config.type_name(o.type)}
         first = render_query(config.query, {"subject": s.word, "object": o.word, **names})
     else:
         first = None
-    (sm, sa, sb, se), (om, oa, ob, oe) = spans["subject"], spans["object"]
-    return Marked(text, first, (sa, sb), (oa, ob), sm, om, se, oe)
+    return Marked(text, first, spans["subject"], spans["object"])
 
 
 def added_tokens(config: MarkerConfig, entity_types: Iterable[str]) -> list[str]:
     """The special tokens `config.format` needs for these entity types, in a fixed order."""
-    names = sorted({config.type_name(t) for t in entity_types})
-    if config.format == "entity_mask":
-        return [f"[{role}-{n}]" for role in ("SUBJ", "OBJ") for n in names]
-    if config.format == "entity_marker":
-        return ["[E1]", "[/E1]", "[E2]", "[/E2]"]
-    if config.format == "typed_entity_marker":
-        return [tag for r in ("S", "O") for n in names for tag in (f"<{r}:{n}>", f"</{r}:{n}>")]
-    return []
+    return FORMATS[config.format].tokens(sorted({config.type_name(t) for t in entity_types}))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+import datasets
+
 
 @dataclass(frozen=True)
 class Entity:
@@ -69,8 +71,6 @@ class Example:
 
 def to_dataset(examples: list[Example]):
     """A `datasets.Dataset` view with one column per field of `Example.to_record`."""
-    import datasets
-
     records = [ex.to_record() for ex in examples]
     return datasets.Dataset.from_dict({k: [r[k] for r in records] for k in RECORD_COLUMNS})
 

@@ -10,22 +10,27 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from transformers import AutoModel, AutoTokenizer, XLMRobertaConfig, XLMRobertaModel
+
 from ..errors import PipelineError
+from ..typed_config import option
+from .tokenizer import train_tokenizer
 
 
 @dataclass
 class BackboneConfig:
-    """`name`: a hub name (`xlm-roberta-large`, `klue/roberta-large`), a local path, or null for
-    the offline default built from the size fields below."""
+    """The encoder: a hub name or local folder, or the offline default built from the size fields below."""
 
-    name: str | None = None
-    vocab_size: int = 16000
-    hidden_size: int = 256
-    num_layers: int = 4
-    num_heads: int = 4
-    intermediate_size: int = 1024
-    max_position: int = 258
-    dropout: float = 0.1
+    name: str | None = option(
+        None, "hub name (xlm-roberta-large, klue/roberta-large) or local folder; null: offline default"
+    )
+    vocab_size: int = option(16000, "offline default: tokenizer vocabulary trained on the task's sentences")
+    hidden_size: int = option(256, "offline default: hidden size")
+    num_layers: int = option(4, "offline default: transformer layers")
+    num_heads: int = option(4, "offline default: attention heads (must divide hidden_size)")
+    intermediate_size: int = option(1024, "offline default: feed-forward size")
+    max_position: int = option(258, "offline default: position embeddings (max_length + 2)")
+    dropout: float = option(0.1, "offline default: dropout in the encoder")
 
 
 def offline_hint(name: str) -> str:
@@ -38,8 +43,6 @@ def offline_hint(name: str) -> str:
 
 def load_tokenizer(name: str):
     """A fast tokenizer by hub name or local path, with a clear error when it cannot be found offline."""
-    from transformers import AutoTokenizer
-
     try:
         return AutoTokenizer.from_pretrained(name, use_fast=True)
     except OSError:
@@ -63,15 +66,11 @@ def load_pretrained(auto_class, name: str, vocab_size: int | None = None, **kwar
 
 def load_encoder(name: str, vocab_size: int | None = None):
     """A pretrained encoder (`AutoModel`, no pooler), embeddings resized to `vocab_size` if given."""
-    from transformers import AutoModel
-
     return load_pretrained(AutoModel, name, vocab_size, add_pooling_layer=False)
 
 
 def build_config(cfg: BackboneConfig, vocab_size: int, pad_token_id: int = 1):
     """An XLM-R configuration of the configured size."""
-    from transformers import XLMRobertaConfig
-
     return XLMRobertaConfig(
         vocab_size=vocab_size,
         hidden_size=cfg.hidden_size,
@@ -88,15 +87,11 @@ def build_config(cfg: BackboneConfig, vocab_size: int, pad_token_id: int = 1):
 
 def build_encoder(cfg: BackboneConfig, vocab_size: int, pad_token_id: int = 1):
     """A freshly initialised small XLM-R encoder (the offline default before TAPT)."""
-    from transformers import XLMRobertaModel
-
     return XLMRobertaModel(build_config(cfg, vocab_size, pad_token_id), add_pooling_layer=False)
 
 
 def default_tokenizer(sentences: Iterable[str], cfg: BackboneConfig, out_dir: str | Path):
     """Train (or reuse, if `out_dir` already holds one) the offline default tokenizer."""
-    from .tokenizer import train_tokenizer
-
     out_dir = Path(out_dir)
     if not (out_dir / "tokenizer.json").exists():
         train_tokenizer(sentences, cfg.vocab_size, out_dir)

@@ -1,43 +1,54 @@
-"""Losses: cross-entropy (optionally label-smoothed), focal, and class-weighted variants."""
+"""Losses, one table entry each (`LOSSES`): cross-entropy (optionally label-smoothed) and focal, both
+optionally class-weighted. Shapes: logits (B, C), labels (B,), class weights (C,)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from ..errors import PipelineError
+from ..typed_config import check, choice, option
 
-LOSSES = ("ce", "focal")
+
+def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, config: LossConfig, weight: torch.Tensor | None):
+    return F.cross_entropy(logits, labels, weight=weight, label_smoothing=config.label_smoothing)
+
+
+def focal(logits: torch.Tensor, labels: torch.Tensor, config: LossConfig, weight: torch.Tensor | None):
+    """Focal loss (Lin et al. 2017): cross-entropy scaled by (1 - p_gold) ** gamma; weighted mean with `weight`."""
+    log_p = F.log_softmax(logits.float(), dim=-1).gather(1, labels[:, None]).squeeze(1)  # (B,)
+    loss = -((1 - log_p.exp()) ** config.focal_gamma) * log_p
+    if weight is None:
+        return loss.mean()
+    w = weight[labels]
+    return (loss * w).sum() / w.sum()
+
+
+LOSSES: dict[str, Callable[..., torch.Tensor]] = {"ce": cross_entropy, "focal": focal}
 
 
 @dataclass
 class LossConfig:
-    """`name`: ce | focal. `class_weighted`: weight classes by inverse square-root frequency."""
+    """The training loss."""
 
-    name: str = "ce"
-    label_smoothing: float = 0.0
-    focal_gamma: float = 2.0
-    class_weighted: bool = False
+    name: str = option("ce", "loss: " + " | ".join(LOSSES))
+    label_smoothing: float = option(0.0, "ce only: share of the target mass spread over the other labels")
+    focal_gamma: float = option(2.0, "focal only: the focusing exponent")
+    class_weighted: bool = option(True, "weight classes by inverse square-root frequency: rare relations get ranked")
 
     def __post_init__(self) -> None:
-        if self.name not in LOSSES:
-            raise PipelineError(f"model.loss.name must be one of {', '.join(LOSSES)}, not {self.name!r}")
+        choice("model.loss.name", self.name, LOSSES)
+        check("model.loss.label_smoothing", 0 <= self.label_smoothing < 1, "in [0, 1)", self.label_smoothing)
+        check("model.loss.focal_gamma", self.focal_gamma >= 0, "at least 0", self.focal_gamma)
 
 
 def relation_loss(
     logits: torch.Tensor, labels: torch.Tensor, config: LossConfig, class_weights: torch.Tensor | None = None
 ) -> torch.Tensor:
-    weight = class_weights if config.class_weighted else None
-    if config.name == "ce":
-        return F.cross_entropy(logits, labels, weight=weight, label_smoothing=config.label_smoothing)
-    log_p = F.log_softmax(logits.float(), dim=-1).gather(1, labels[:, None]).squeeze(1)
-    focal = -((1 - log_p.exp()) ** config.focal_gamma) * log_p
-    if weight is not None:
-        w = weight[labels]
-        return (focal * w).sum() / w.sum()
-    return focal.mean()
+    """The configured loss, a scalar."""
+    return LOSSES[config.name](logits, labels, config, class_weights if config.class_weighted else None)
 
 
 def inverse_sqrt_weights(label_ids: list[int], num_labels: int) -> torch.Tensor:

@@ -26,12 +26,14 @@ A PEFT model saves only its trainable weights (`store.save_relation_model`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
+from transformers import DynamicCache
 
 from ..errors import PipelineError
+from ..typed_config import check, option
 
 METHODS = ("none", "lora", "houlsby", "pfeiffer", "prefix", "prompt")
 PROMPT_ENCODERS = (None, "mlp", "lstm")
@@ -48,15 +50,19 @@ class PeftConfig:
     (prefix only); `encoder` (prompt only: null = prompt tuning, mlp | lstm = P-tuning).
     """
 
-    method: str = "none"
-    rank: int = 8
-    alpha: float = 16.0
-    dropout: float = 0.1
-    target_modules: list[str] = field(default_factory=lambda: ["query", "value"])
-    reduction_factor: int = 16
-    num_virtual_tokens: int = 20
-    prefix_projection: bool = False
-    encoder: str | None = None
+    method: str = option(
+        "none", "none | lora | houlsby | pfeiffer | prefix | prompt (the encoder frozen, a few percent trained)"
+    )
+    rank: int = option(8, "lora: rank of the update")
+    alpha: float = option(16.0, "lora: scaling (alpha / rank)")
+    dropout: float = option(0.1, "lora: dropout on the update path")
+    target_modules: list[str] = option(
+        help="lora: the encoder modules that get updates", factory=lambda: ["query", "value"]
+    )
+    reduction_factor: int = option(16, "houlsby | pfeiffer: bottleneck = hidden size / reduction_factor")
+    num_virtual_tokens: int = option(20, "prefix | prompt: virtual tokens")
+    prefix_projection: bool = option(False, "prefix: produce the prefixes with an MLP (Li & Liang)")
+    encoder: str | None = option(None, "prompt: null (prompt tuning) | mlp | lstm (P-tuning)")
 
     def __post_init__(self) -> None:
         checks = (
@@ -70,8 +76,7 @@ class PeftConfig:
             ("encoder", self.encoder in PROMPT_ENCODERS, "null, mlp or lstm"),
         )
         for key, ok, expected in checks:
-            if not ok:
-                raise PipelineError(f"model.peft.{key} must be {expected}, not {getattr(self, key)!r}")
+            check(f"model.peft.{key}", ok, expected, getattr(self, key))
         if self.prefix_projection and self.method != "prefix":
             raise PipelineError(f"model.peft.prefix_projection applies to method prefix only, not {self.method!r}")
         if self.encoder and self.method != "prompt":
@@ -93,6 +98,7 @@ class Bottleneck(nn.Module):
         nn.init.zeros_(self.up.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, H) -> (B, T, H): the input plus the bottleneck's output."""
         return x + self.up(torch.relu(self.down(x)))
 
 
@@ -151,8 +157,8 @@ class VirtualTokens(nn.Module):
         return self.model.get_input_embeddings()
 
     def forward(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor):
-        from transformers import DynamicCache
-
+        """(B, T, H) embeddings and (B, T) mask -> the encoder's output for the T real tokens only
+        (`last_hidden_state` (B, T, H)); the N virtual tokens sit in front, in the keys and values or the input."""
         batch, length = inputs_embeds.shape[:2]
         virtual = self.prompt(self.tokens.expand(batch, -1))
         mask = torch.cat([attention_mask.new_ones(batch, self.n), attention_mask], dim=1)

@@ -1,94 +1,91 @@
-"""The relation classifier: encoder -> (entity embedding) -> pooling -> head(s) -> logits.
+"""The relation classifier: encoder -> (entity embedding) -> (sequence layer) -> pooling -> head(s) -> logits.
 
-Pooling (`pooling`):
+Pooling (`pooling`, the `POOLERS` table):
 - `cls`: the first token's state;
 - `entity_start`: subject-start and object-start states concatenated (Zhou & Chen's improved baseline);
 - `span_mean`: first token plus the mean of each entity's word tokens, each through dense+tanh (R-BERT).
 
-Heads (`head`): `linear`, `mlp`, or `lstm` (a BiLSTM over the top layer's states, padding
-packed away, then the same pooling over its outputs). With `type_pair_heads`, one classifier
-per (subject type, object type) pair seen in training, each allowed only the relations seen
-for that pair: the others get logit -inf, so their probability is exactly 0. A shared head,
-trained on every example, answers for pairs never seen in training.
+Heads (`head`, the `HEADS` table): `linear`, `mlp`, or `lstm` (a BiLSTM over the top layer's states,
+padding packed away, then the pooling over its outputs and a linear classifier). With `type_pair_heads`,
+one classifier per (subject type, object type) pair seen in training, each allowed only the relations seen
+for that pair: the others get logit -inf, so their probability is exactly 0. A shared head, trained on
+every example, answers for pairs never seen in training.
+
+Shapes: B rows, T tokens, H hidden size, C labels, P type pairs.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from ..data.schema import Example
 from ..errors import PipelineError
+from ..labels import LabelSet
+from ..typed_config import choice, option
 from .backbone import BackboneConfig
-from .losses import LossConfig, relation_loss
-from .peft import PeftConfig
+from .losses import LossConfig, inverse_sqrt_weights, relation_loss
+from .peft import PeftConfig, apply_peft
 
-POOLINGS = ("cls", "entity_start", "span_mean")
-HEADS = ("linear", "mlp", "lstm")
 # Finite stand-in for -inf inside the loss, so an impossible gold label gives a large, finite loss.
 MASKED_LOSS_LOGIT = -1e4
 
 
-@dataclass
-class ModelConfig:
-    backbone: BackboneConfig = field(default_factory=BackboneConfig)
-    pooling: str = "entity_start"
-    head: str = "linear"
-    type_pair_heads: bool = False
-    entity_embedding: bool = True
-    dropout: float = 0.1
-    loss: LossConfig = field(default_factory=LossConfig)
-    peft: PeftConfig = field(default_factory=PeftConfig)  # parameter-efficient fine-tuning (models/peft.py)
+class ClsPooler(nn.Module):
+    """The first token's state: (B, T, H) -> (B, H)."""
 
-    def __post_init__(self) -> None:
-        if self.pooling not in POOLINGS:
-            raise PipelineError(f"model.pooling must be one of {', '.join(POOLINGS)}, not {self.pooling!r}")
-        if self.head not in HEADS:
-            raise PipelineError(f"model.head must be one of {', '.join(HEADS)}, not {self.head!r}")
-
-
-class EntityEmbedding(nn.Module):
-    """A learned vector per token role (0 other, 1 subject, 2 object) added to the input embeddings.
-
-    Zero-initialised, so a pretrained encoder starts exactly as it was.
-    """
-
-    def __init__(self, hidden: int):
+    def __init__(self, hidden: int, dropout: float):
         super().__init__()
-        self.embedding = nn.Embedding(3, hidden)
-        nn.init.zeros_(self.embedding.weight)
+        self.out_dim = hidden
 
-    def forward(self, inputs_embeds: torch.Tensor, entity_mask: torch.Tensor) -> torch.Tensor:
-        return inputs_embeds + self.embedding(entity_mask)
+    def forward(self, states: torch.Tensor, batch: dict) -> torch.Tensor:
+        return states[:, 0]
 
 
-class Pooler(nn.Module):
-    def __init__(self, kind: str, hidden: int, dropout: float):
+class EntityStartPooler(nn.Module):
+    """The subject-start and object-start states concatenated: (B, T, H) -> (B, 2H)."""
+
+    def __init__(self, hidden: int, dropout: float):
         super().__init__()
-        self.kind = kind
-        self.out_dim = {"cls": hidden, "entity_start": 2 * hidden, "span_mean": 3 * hidden}[kind]
-        if kind == "span_mean":
-            self.dense = nn.ModuleList(
-                nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, hidden), nn.Tanh()) for _ in range(3)
-            )
+        self.out_dim = 2 * hidden
 
     def forward(self, states: torch.Tensor, batch: dict) -> torch.Tensor:
         rows = torch.arange(states.size(0), device=states.device)
-        if self.kind == "cls":
-            return states[:, 0]
-        if self.kind == "entity_start":
-            return torch.cat([states[rows, batch["subj_start"]], states[rows, batch["obj_start"]]], dim=-1)
-        parts = [states[:, 0]]
+        return torch.cat([states[rows, batch["subj_start"]], states[rows, batch["obj_start"]]], dim=-1)
+
+
+class SpanMeanPooler(nn.Module):
+    """R-BERT: the first token and the mean of each entity's tokens (`entity_mask` 1 and 2), each through
+    dropout, dense and tanh, concatenated: (B, T, H) -> (B, 3H)."""
+
+    def __init__(self, hidden: int, dropout: float):
+        super().__init__()
+        self.out_dim = 3 * hidden
+        self.dense = nn.ModuleList(
+            nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, hidden), nn.Tanh()) for _ in range(3)
+        )
+
+    def forward(self, states: torch.Tensor, batch: dict) -> torch.Tensor:
+        parts = [states[:, 0]]  # (B, H) each
         for role in (1, 2):
-            mask = (batch["entity_mask"] == role).unsqueeze(-1).to(states.dtype)
+            mask = (batch["entity_mask"] == role).unsqueeze(-1).to(states.dtype)  # (B, T, 1)
             parts.append((states * mask).sum(1) / mask.sum(1).clamp(min=1.0))
         return torch.cat([dense(p) for dense, p in zip(self.dense, parts)], dim=-1)
 
 
+POOLERS: dict[str, type[nn.Module]] = {
+    "cls": ClsPooler,
+    "entity_start": EntityStartPooler,
+    "span_mean": SpanMeanPooler,
+}
+
+
 class BiLSTM(nn.Module):
-    """A bidirectional LSTM over the encoder's top layer, with padding packed away."""
+    """A bidirectional LSTM over the encoder's top layer, padding packed away: (B, T, H) -> (B, T, H)."""
 
     def __init__(self, hidden: int):
         super().__init__()
@@ -102,15 +99,71 @@ class BiLSTM(nn.Module):
         return out
 
 
+def _linear(in_dim: int, hidden: int, num_labels: int, dropout: float) -> nn.Module:
+    return nn.Linear(in_dim, num_labels)
+
+
+def _mlp(in_dim: int, hidden: int, num_labels: int, dropout: float) -> nn.Module:
+    return nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, num_labels))
+
+
+@dataclass(frozen=True)
+class Head:
+    """A head: an optional sequence layer over the encoder states (hidden size -> module), and the classifier
+    over the pooled features (in_dim, hidden, labels, dropout -> module mapping (B, in_dim) to (B, C))."""
+
+    classifier: Callable[[int, int, int, float], nn.Module]
+    sequence: Callable[[int], nn.Module] | None = None
+
+
+HEADS: dict[str, Head] = {"linear": Head(_linear), "mlp": Head(_mlp), "lstm": Head(_linear, BiLSTM)}
+
+
+@dataclass
+class ModelConfig:
+    """The relation model over the encoder."""
+
+    backbone: BackboneConfig = option(help="the encoder", factory=BackboneConfig)
+    pooling: str = option("entity_start", "features for the classifier: " + " | ".join(POOLERS))
+    head: str = option("linear", "classifier: " + " | ".join(HEADS))
+    type_pair_heads: bool = option(
+        True, "one classifier per (subject type, object type): relations never seen for a pair get probability 0"
+    )
+    entity_embedding: bool = option(True, "a learned vector added to the subject's and object's token embeddings")
+    dropout: float = option(0.1, "dropout before the classifier")
+    loss: LossConfig = option(help="the training loss", factory=LossConfig)
+    peft: PeftConfig = option(help="parameter-efficient fine-tuning (models/peft.py)", factory=PeftConfig)
+
+    def __post_init__(self) -> None:
+        choice("model.pooling", self.pooling, POOLERS)
+        choice("model.head", self.head, HEADS)
+
+
+class EntityEmbedding(nn.Module):
+    """A learned vector per token role (0 other, 1 subject, 2 object) added to the input embeddings:
+    (B, T, H) + role (B, T) -> (B, T, H). Zero-initialised, so a pretrained encoder starts exactly as it was."""
+
+    def __init__(self, hidden: int):
+        super().__init__()
+        self.embedding = nn.Embedding(3, hidden)
+        nn.init.zeros_(self.embedding.weight)
+
+    def forward(self, inputs_embeds: torch.Tensor, entity_mask: torch.Tensor) -> torch.Tensor:
+        return inputs_embeds + self.embedding(entity_mask)
+
+
 class PairHeads(nn.Module):
-    """One linear classifier per (subject type, object type) pair, stored as one batched weight."""
+    """One linear classifier per (subject type, object type) pair, stored as one batched weight.
+
+    (B, D) features and (B,) pair ids -> (B, C) logits and the (B, C) mask of relations allowed for the pair.
+    """
 
     def __init__(self, in_dim: int, allowed: torch.Tensor):
         super().__init__()
         num_pairs, num_labels = allowed.shape
-        self.register_buffer("allowed", allowed.bool())
-        self.weight = nn.Parameter(torch.randn(num_pairs, in_dim, num_labels) * 0.02)
-        self.bias = nn.Parameter(torch.zeros(num_pairs, num_labels))
+        self.register_buffer("allowed", allowed.bool())  # (P, C)
+        self.weight = nn.Parameter(torch.randn(num_pairs, in_dim, num_labels) * 0.02)  # (P, D, C)
+        self.bias = nn.Parameter(torch.zeros(num_pairs, num_labels))  # (P, C)
 
     def forward(self, features: torch.Tensor, pair: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits = torch.einsum("bd,bdc->bc", features, self.weight[pair]) + self.bias[pair]
@@ -125,48 +178,40 @@ class RelationModel(nn.Module):
     ):
         super().__init__()
         hidden = encoder.config.hidden_size
+        head = HEADS[config.head]
         self.encoder = encoder
         self.config = config
         self.num_labels = num_labels
         self.entity_embedding = EntityEmbedding(hidden) if config.entity_embedding else None
-        self.lstm = BiLSTM(hidden) if config.head == "lstm" else None
-        self.pooler = Pooler(config.pooling, hidden, config.dropout)
-        dim = self.pooler.out_dim
+        self.sequence = head.sequence(hidden) if head.sequence else None
+        self.pooler = POOLERS[config.pooling](hidden, config.dropout)
         self.dropout = nn.Dropout(config.dropout)
-        if config.head == "mlp":
-            self.classifier = nn.Sequential(
-                nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(config.dropout), nn.Linear(hidden, num_labels)
-            )
-        else:
-            self.classifier = nn.Linear(dim, num_labels)
+        self.classifier = head.classifier(self.pooler.out_dim, hidden, num_labels, config.dropout)
         if config.type_pair_heads and pair_labels is None:
             raise PipelineError("type_pair_heads needs the relations seen per type pair (pair_labels)")
-        self.pair_heads = PairHeads(dim, pair_labels) if config.type_pair_heads else None
-        self.register_buffer("class_weights", torch.ones(num_labels), persistent=True)
+        self.pair_heads = PairHeads(self.pooler.out_dim, pair_labels) if config.type_pair_heads else None
+        self.register_buffer("class_weights", torch.ones(num_labels), persistent=True)  # (C,)
 
     def encode(self, batch: dict) -> torch.Tensor:
-        embeds = self.encoder.get_input_embeddings()(batch["input_ids"])
+        """Pooled features (B, D) from the batch's (B, T) `input_ids`, `attention_mask`, `entity_mask`."""
+        embeds = self.encoder.get_input_embeddings()(batch["input_ids"])  # (B, T, H)
         if self.entity_embedding is not None:
             embeds = self.entity_embedding(embeds, batch["entity_mask"])
         states = self.encoder(inputs_embeds=embeds, attention_mask=batch["attention_mask"]).last_hidden_state
-        if self.lstm is not None:
-            states = self.lstm(states, batch["attention_mask"])
+        if self.sequence is not None:
+            states = self.sequence(states, batch["attention_mask"])
         return self.dropout(self.pooler(states, batch))
 
-    def forward(self, input_ids, attention_mask, subj_start, obj_start, entity_mask, pair=None, labels=None, **_):
-        batch = {
-            "input_ids": input_ids,
-            "attention_mask": attention_mask,
-            "subj_start": subj_start,
-            "obj_start": obj_start,
-            "entity_mask": entity_mask,
-        }
+    def forward(self, labels: torch.Tensor | None = None, pair: torch.Tensor | None = None, **batch) -> dict:
+        """`batch`: the collator's inputs (`data.features.MODEL_INPUTS`): (B, T) `input_ids`, `attention_mask`,
+        `entity_mask`, (B,) `subj_start`, `obj_start`; (B,) `pair` ids (-1: a pair unseen in training) and
+        `labels` when given. Returns `logits` (B, C) (-inf where a pair head forbids a relation) and `loss`."""
         features = self.encode(batch)
-        shared = self.classifier(features)
+        shared = self.classifier(features)  # (B, C)
         if self.pair_heads is None:
             logits, loss_logits = shared, shared
         else:
-            known = pair >= 0
+            known = pair >= 0  # (B,)
             pair_logits, allowed = self.pair_heads(features, pair.clamp(min=0))
             allowed = allowed | ~known.unsqueeze(-1)
             raw = torch.where(known.unsqueeze(-1), pair_logits, shared)
@@ -184,10 +229,25 @@ class RelationModel(nn.Module):
 def pair_vocabulary(
     pairs: list[tuple[str, str]], labels: list[int], num_labels: int
 ) -> tuple[list[str], torch.Tensor]:
-    """Type pairs seen in training (as "SUBJ|OBJ") and the relations allowed for each."""
+    """Type pairs seen in training (as "SUBJ|OBJ") and the (P, C) relations allowed for each."""
     names = sorted({f"{s}|{o}" for s, o in pairs})
     index = {n: i for i, n in enumerate(names)}
     allowed = torch.zeros(len(names), num_labels, dtype=torch.bool)
     for (s, o), label in zip(pairs, labels):
         allowed[index[f"{s}|{o}"], label] = True
     return names, allowed
+
+
+def build_model(
+    encoder, config: ModelConfig, label_set: LabelSet, train_examples: list[Example], new_tokens: list[int] = ()
+) -> tuple[RelationModel, list[str]]:
+    """The relation model over `encoder`, with pair heads and class weights from the training rows.
+
+    With `config.peft`, the encoder is frozen and the method's parts added; `new_tokens` (ids of the
+    tokens added to the tokenizer) keep trainable embedding rows."""
+    label_ids = label_set.ids(ex.label for ex in train_examples)
+    pairs = [(ex.subject.type, ex.object.type) for ex in train_examples]
+    pair_names, allowed = pair_vocabulary(pairs, label_ids, len(label_set))
+    model = RelationModel(encoder, config, len(label_set), allowed if config.type_pair_heads else None)
+    model.class_weights.copy_(inverse_sqrt_weights(label_ids, len(label_set)))
+    return apply_peft(model, list(new_tokens)), pair_names

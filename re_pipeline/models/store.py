@@ -14,9 +14,12 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
+from transformers import AutoConfig, AutoModel, AutoTokenizer
 
 from ..errors import PipelineError
 from ..labels import LabelSet
+from ..typed_config import from_dict
+from .backbone import load_encoder
 from .peft import apply_peft, load_peft_state_dict, peft_state_dict
 from .relation import ModelConfig, RelationModel
 
@@ -67,11 +70,6 @@ def peft_base(model_dir: Path, peft: dict) -> str:
 
 def load_relation_model(model_dir: str | Path) -> tuple[RelationModel, object, LabelSet, list[str]]:
     """Rebuild the model from its saved settings and load its weights (safetensors only)."""
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
-
-    from ..config import from_dict
-    from .backbone import load_encoder
-
     model_dir = Path(model_dir)
     meta = json.loads((model_dir / "relation_model.json").read_text(encoding="utf-8"))
     config = from_dict(ModelConfig, meta["model"], "model")

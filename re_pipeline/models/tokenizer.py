@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers import XLMRobertaTokenizerFast
 
 # Characters the input formats and augmentations add (markers, type names, AEDA punctuation):
 # always in the vocabulary, even when the task's sentences never contain them.
@@ -22,8 +23,6 @@ SPECIAL = {"bos_token": "<s>", "pad_token": "<pad>", "eos_token": "</s>", "unk_t
 
 def train_tokenizer(sentences: Iterable[str], vocab_size: int = 16000, out_dir: str | Path | None = None):
     """Train a Unigram tokenizer (XLM-R layout: <s>=0 <pad>=1 </s>=2 <unk>=3 <mask>=4)."""
-    from transformers import XLMRobertaTokenizerFast
-
     tok = Tokenizer(models.Unigram())
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
     tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
