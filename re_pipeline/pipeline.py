@@ -23,10 +23,14 @@ from accelerate.utils import broadcast_object_list
 from transformers import set_seed
 
 from .config import Config, to_yaml, with_values
+from .data.audit import Ledger
 from .data.augment import augment
+from .data.clean import apply_label_rules
 from .data.features import RelationCollator, add_pair_column, build_features, prepare_tokenizer, token_lengths
 from .data.load import LoadedData, load_configured
+from .data.morphemes import space_sentences
 from .data.schema import Example
+from .data.split import Fold, split_rows
 from .errors import PipelineError
 from .hf_trainer import resume_training
 from .io_utils import atomic_dir, atomic_write, read_json, write_json
@@ -36,11 +40,14 @@ from .models.backbone import build_encoder, default_tokenizer, load_encoder, loa
 from .models.peft import new_token_ids, trainable_parameters
 from .models.relation import RelationModel, build_model
 from .models.store import save_relation_model
+from .models.tfidf import TfidfModel, texts
+from .prior import PRIOR_SHIFTS
 from .reports import write_reports
 from .runs import data_files, environment, new_run_id, write_metrics_log
+from .shift import shift_tables, weights_like_test
 from .submission import validate_submission, with_quarantined_rows, write_submission
 from .tapt import run_tapt
-from .train import last_checkpoint, make_trainer, predict_probs, split_indices
+from .train import last_checkpoint, make_trainer, predict_probs
 
 CACHE = Path(".cache")  # trained tokenizers and TAPT checkpoints, keyed by their inputs
 
@@ -55,8 +62,9 @@ def distributed() -> PartialState:
 
 
 def load_inputs(config: Config) -> tuple[LoadedData, LoadedData | None]:
-    """The cleaned train data (labelled rows required) and the test data read with train's label set."""
-    train = load_configured(config.data.train, config.data, config.clean)
+    """The cleaned train data (labelled rows required) and the test data read with train's label set. The
+    rules that read the gold label are left for the training part of each split (`train_fold`)."""
+    train = load_configured(config.data.train, config.data, config.clean, label_rules=False)
     if not train.examples or all(ex.label is None for ex in train.examples):
         raise PipelineError(f"{config.data.train}: no labelled rows to train on")
     test = None
@@ -65,9 +73,11 @@ def load_inputs(config: Config) -> tuple[LoadedData, LoadedData | None]:
     return train, test
 
 
-def task_sentences(train: LoadedData, test: LoadedData | None) -> list[str]:
-    """The unique train and test sentences (the competition allows the unlabelled test text)."""
-    return sorted({ex.sentence for ex in train.examples + (test.examples if test else [])})
+def task_sentences(config: Config, train: LoadedData, test: LoadedData | None) -> list[str]:
+    """The unique train and test sentences (the competition allows the unlabelled test text), morpheme-spaced
+    when the input format is."""
+    sentences = sorted({ex.sentence for ex in train.examples + (test.examples if test else [])})
+    return space_sentences(sentences) if config.markers.morphemes else sentences
 
 
 def prepare_backbone(
@@ -162,19 +172,48 @@ def fold_encoder(inputs: RunInputs, fold_dir: Path) -> tuple[torch.nn.Module, st
 
 
 def train_fold(
-    k: int, fold_dir: Path, fold_train: list[Example], fold_val: list[Example], test_ds, inputs: RunInputs, log
+    k: int,
+    fold_dir: Path,
+    fold_train: list[Example],
+    fold_val: list[Example],
+    test_examples: list[Example],
+    test_ds,
+    inputs: RunInputs,
+    log,
 ) -> FoldResult:
-    """Train one fold (resuming from its last checkpoint if there is one); save and return its outputs."""
+    """Train one fold (resuming from its last checkpoint if there is one); save and return its outputs.
+
+    The training rows get the rules that read the gold label (`clean.apply_label_rules`) and augmentation
+    here, after the split: validation rows are never relabelled, deduplicated by label or augmented."""
     if (fold_dir / "fold.json").exists():
         log(f"fold {k + 1}: already finished, outputs reused")
         return FoldResult.load(fold_dir)
     config = inputs.config
-    fold_train, aug_summary = augment(fold_train, config.augment)  # training rows only, after the split
+    rules = Ledger("training rows", rows_read=len(fold_train))
+    fold_train = apply_label_rules(fold_train, rules, config.clean)
+    fold_train, aug_summary = augment(fold_train, config.augment)
+    train = FOLD_TRAINERS[config.model.kind]
+    val_probs, test_probs, info = train(k, fold_dir, fold_train, fold_val, test_examples, test_ds, inputs, log)
+    result = FoldResult(val_probs, test_probs, {"label_rules": rules.rule_counts(), "augment": aug_summary, **info})
+    if val_probs is not None:
+        result.info["metrics"] = compute_metrics(
+            np.array(inputs.label_set.ids(ex.label for ex in fold_val)), val_probs
+        )
+    if distributed().is_main_process:
+        result.save(fold_dir)
+    return result
+
+
+def train_transformer(k, fold_dir, fold_train, fold_val, test_examples, test_ds, inputs: RunInputs, log):
+    """`model.kind: transformer`: featurize, build the relation model, train it, predict; the model is saved
+    in `fold_dir/model`. Returns validation and test probabilities and what `fold.json` keeps."""
+    config = inputs.config
     train_ds, stats = inputs.features(fold_train)
     val_ds = inputs.features(fold_val)[0] if fold_val else None
     encoder, source = fold_encoder(inputs, fold_dir)
+    tokenizer = inputs.tokenizer
     model, pair_names = build_model(
-        encoder, config.model, inputs.label_set, fold_train, new_token_ids(inputs.tokenizer)
+        encoder, config.model, inputs.label_set, fold_train, new_token_ids(tokenizer), tokenizer.mask_token_id
     )
     count, percent = trainable_parameters(model)
     if config.model.peft.enabled:
@@ -183,25 +222,45 @@ def train_fold(
         add_pair_column(ds, pair_names) if ds is not None else None for ds in (train_ds, val_ds, test_ds)
     )
     trainer = fit(model, train_ds, val_ds, test_ds, inputs, fold_dir, k, log)
-    result = FoldResult(
-        predict_probs(trainer, val_ds) if val_ds is not None else None,
-        predict_probs(trainer, test_ds) if test_ds is not None else None,
+    val_probs = predict_probs(trainer, val_ds) if val_ds is not None else None
+    test_probs = predict_probs(trainer, test_ds) if test_ds is not None else None
+    if distributed().is_main_process:
+        save_relation_model(model, tokenizer, inputs.label_set, pair_names, fold_dir / "model", base=source)
+    info = {
+        "features": stats,
+        "trainable": {"count": count, "percent": percent},
+        "log_history": trainer.state.log_history,
+    }
+    return val_probs, test_probs, info
+
+
+def train_tfidf(k, fold_dir, fold_train, fold_val, test_examples, test_ds, inputs: RunInputs, log):
+    """`model.kind: tfidf`: TF-IDF + logistic regression on the marked sentences, saved in `fold_dir/tfidf`."""
+    config, label_set = inputs.config, inputs.label_set
+    log(f"fold {k + 1}: TF-IDF + logistic regression on {len(fold_train):,} rows")
+    started = time.time()
+    model = TfidfModel.fit(
+        texts(fold_train, config.markers),
+        label_set.ids(ex.label for ex in fold_train),
+        len(label_set),
+        config.model.tfidf,
+        config.seed,
+    )
+    val_probs = model.predict_proba(texts(fold_val, config.markers)) if fold_val else None
+    test_probs = model.predict_proba(texts(test_examples, config.markers)) if test_examples else None
+    if distributed().is_main_process:
+        model.save(fold_dir / "tfidf")
+    return (
+        val_probs,
+        test_probs,
         {
-            "augment": aug_summary,
-            "features": stats,
-            "trainable": {"count": count, "percent": percent},
-            "log_history": trainer.state.log_history,
-            "metrics": None,
+            "features": {"examples": len(fold_train), "ngrams": len(model.vectorizer.vocabulary_)},
+            "seconds": round(time.time() - started, 1),
         },
     )
-    if result.val_probs is not None:
-        result.info["metrics"] = compute_metrics(
-            np.array(inputs.label_set.ids(ex.label for ex in fold_val)), result.val_probs
-        )
-    if distributed().is_main_process:
-        save_relation_model(model, inputs.tokenizer, inputs.label_set, pair_names, fold_dir / "model", base=source)
-        result.save(fold_dir)
-    return result
+
+
+FOLD_TRAINERS = {"transformer": train_transformer, "tfidf": train_tfidf}
 
 
 def fit(model: RelationModel, train_ds, val_ds, test_ds, inputs: RunInputs, fold_dir: Path, k: int, log):
@@ -256,48 +315,59 @@ def run_pipeline(
         write_json(run_dir / "labels.json", train.label_set.to_dict())
     inputs = prepare_run(config, train, test, run_dir, log, cache, callbacks)
     examples, test_examples = train.examples, test.examples if test else []
-    test_ds = inputs.features(test_examples)[0] if test_examples else None
+    test_ds = inputs.features(test_examples)[0] if test_examples and inputs.tokenizer is not None else None
 
-    labels = [ex.label for ex in examples]
-    splits = split_indices(labels, [ex.parent_id or ex.id for ex in examples], config.train, config.seed)
+    t = config.train
+    splits = split_rows(examples, t.split, t.validation, t.holdout_fraction, t.folds, config.seed)
     if only_folds is not None and not set(only_folds) <= set(range(len(splits))):
         raise PipelineError(
             f"fold {max(only_folds)} does not exist: the config makes {len(splits)} fold(s), numbered from 0"
         )
     oof = np.full((len(examples), len(train.label_set)), np.nan)
     test_probs, folds = [], {}
-    for k, (train_idx, val_idx) in enumerate(splits):
+    for k, split in enumerate(splits):
         if only_folds is not None and k not in only_folds:
             continue
-        log(f"fold {k + 1}/{len(splits)}: {len(train_idx):,} train rows, {len(val_idx):,} validation rows")
+        left_out = split.left_out(len(examples))
+        log(
+            f"fold {k + 1}/{len(splits)} ({t.split} split): {len(split.train):,} train rows, "
+            f"{len(split.val):,} validation rows" + (f", {left_out:,} rows left out of both" if left_out else "")
+        )
         set_seed(config.seed)  # the model's initial weights must not depend on what ran before in this process
         fold = train_fold(
             k,
             run_dir / f"fold{k}",
-            [examples[i] for i in train_idx],
-            [examples[i] for i in val_idx],
+            [examples[i] for i in split.train],
+            [examples[i] for i in split.val],
+            test_examples,
             test_ds,
             inputs,
             log,
         )
+        fold.info["rows"] = {"train": len(split.train), "validation": len(split.val), "left_out": left_out}
         if fold.val_probs is not None:
-            oof[val_idx] = fold.val_probs
+            oof[split.val] = fold.val_probs
             log(f"fold {k + 1}: " + ", ".join(f"{m} {v:.2f}" for m, v in fold.info["metrics"].items()))
         if fold.test_probs is not None:
             test_probs.append(fold.test_probs)
         folds[f"fold{k}"] = fold.info
     if not main or only_folds is not None:
         return run_dir
-    write_results(config, run_dir, submissions_dir, train, test, oof, test_probs, folds, started, log)
+    write_results(config, run_dir, submissions_dir, train, test, splits[0], oof, test_probs, folds, started, log)
     return run_dir
 
 
 def prepare_run(
     config: Config, train: LoadedData, test: LoadedData | None, run_dir: Path, log, cache: Path, callbacks: tuple
 ) -> RunInputs:
-    """The tokenizer (with the format's marker tokens, saved in the run folder) and the encoder's source (TAPT)."""
+    """The tokenizer (with the format's marker tokens, saved in the run folder) and the encoder's source (TAPT);
+    neither for `model.kind: tfidf`."""
+    if config.model.kind == "tfidf":
+        return RunInputs(config, None, train.label_set, None, callbacks)
     state = distributed()
-    tokenizer, source = prepare_backbone(config, task_sentences(train, test), log, cache, saved=run_dir / "tokenizer")
+    tokenizer, source = prepare_backbone(
+        config, task_sentences(config, train, test), log, cache, saved=run_dir / "tokenizer"
+    )
     state.wait_for_everyone()  # every rank has read the run's tokenizer before rank 0 writes it
     examples = train.examples + (test.examples if test else [])
     prepare_tokenizer(tokenizer, config.markers, sorted({e.type for ex in examples for e in (ex.subject, ex.object)}))
@@ -314,15 +384,19 @@ def write_results(
     submissions_dir: Path,
     train: LoadedData,
     test: LoadedData | None,
+    first: Fold,
     oof: np.ndarray,
     test_probs: list[np.ndarray],
     folds: dict,
     started: float,
     log,
 ) -> None:
-    """Out-of-fold metrics and reports, the submission (fold models' test probabilities averaged), and
-    `result.json`, written last: a run folder with result.json is finished."""
+    """Out-of-fold metrics (raw, and reweighted to the test's type pairs and sources), reports, the shift table
+    (the first fold's training and validation rows against the test's), the submission (fold models' test
+    probabilities averaged, prior-corrected with `train.prior_shift`), and `result.json`, written last: a
+    run folder with result.json is finished."""
     label_set, examples = train.label_set, train.examples
+    test_examples = test.examples if test else []
     labels = [ex.label for ex in examples]
     result = {
         "run_id": run_dir.name,
@@ -336,20 +410,32 @@ def write_results(
     if predicted.any():
         gold = np.array(label_set.ids(labels))[predicted]
         result["metrics"] = compute_metrics(gold, oof[predicted])
+        if test_examples:
+            weights = weights_like_test([ex for ex, p in zip(examples, predicted) if p], test_examples)
+            result["metrics_reweighted"] = compute_metrics(gold, oof[predicted], weights)
         write_json(run_dir / "per_class.json", {"report": per_class_report(gold, oof[predicted], label_set)})
         np.save(run_dir / "oof_probs.npy", oof, allow_pickle=False)
         write_json(run_dir / "oof_ids.json", {"ids": [ex.id for ex in examples], "labels": labels})
         result["reports"] = [path.name for path in write_reports(run_dir)]
+    mean = None
     if test_probs:
         mean = np.mean(test_probs, axis=0)
         mean = mean / mean.sum(axis=1, keepdims=True)
-        ids, mean = with_quarantined_rows(test, mean, log)
-        np.save(run_dir / "test_probs.npy", mean, allow_pickle=False)
-        submission = write_submission(submissions_dir / f"{run_dir.name}.csv", ids, mean, label_set)
+        prior = np.bincount(label_set.ids(labels), minlength=len(label_set)) / len(labels)
+        write_json(run_dir / "prior.json", {"train": prior.tolist()})  # for the run's Predictor
+        mean, estimated = PRIOR_SHIFTS[config.train.prior_shift](mean, prior)
+        result["test_prior"] = {"no_relation_train": float(prior[0]), "no_relation_estimated": float(estimated[0])}
+        ids, full = with_quarantined_rows(test, mean, log)
+        np.save(run_dir / "test_probs.npy", full, allow_pickle=False)
+        submission = write_submission(submissions_dir / f"{run_dir.name}.csv", ids, full, label_set)
         problems = validate_submission(submission, ids, label_set)
         if problems:
             raise PipelineError(f"the written submission failed validation: {problems[0]}")
         result["submission"] = str(submission)
+    tables = shift_tables(
+        [examples[i] for i in first.train], [examples[i] for i in first.val], test_examples, mean, label_set
+    )
+    write_json(run_dir / "shift.json", {"tables": tables})
     write_metrics_log(run_dir / "metrics.jsonl", folds)
     result.update(
         ledgers={"train": train.ledger.summary(), "test": test.ledger.summary() if test else None},
@@ -373,7 +459,7 @@ def run_tapt_stage(config: Config, run_dir: Path | None = None, log=print, cache
     with atomic_write(run_dir / "config.yaml") as fh:
         fh.write(to_yaml(config))
     train, test = load_inputs(config)
-    _, source = prepare_backbone(config, task_sentences(train, test), log, cache)
+    _, source = prepare_backbone(config, task_sentences(config, train, test), log, cache)
     shutil.copytree(source, run_dir / "model", dirs_exist_ok=True)
     tapt_log = read_json(run_dir / "model" / "tapt_log.json")
     result = {

@@ -20,50 +20,34 @@ from .data.features import RelationCollator, add_pair_column, build_features, le
 from .data.load import load_configured
 from .data.schema import Entity, Example
 from .errors import PipelineError
+from .io_utils import read_json
+from .labels import LabelSet
 from .metrics import softmax
 from .models.peft import merge_for_inference
 from .models.store import load_relation_model
+from .models.tfidf import TfidfModel, texts
+from .prior import PRIOR_SHIFTS
 from .submission import validate_submission, with_quarantined_rows, write_submission
 
 
-class Predictor:
-    def __init__(
-        self, models: list, tokenizer, label_set, pairs: list[list[str]], config: Config, batch_size: int = 64
-    ):
-        """`pairs[i]`: the type-pair vocabulary fold model i was trained with."""
-        self.models, self.tokenizer, self.label_set, self.pairs, self.config = (
-            models,
-            tokenizer,
-            label_set,
-            pairs,
-            config,
-        )
-        self.batch_size = batch_size
-        self.collator = RelationCollator(tokenizer.pad_token_id)
+class TransformerFolds:
+    """The fold models of a `model.kind: transformer` run: probabilities averaged over them."""
 
-    @classmethod
-    def from_run(cls, run_dir: str | Path, batch_size: int = 64) -> Predictor:
-        run_dir = Path(run_dir)
+    def __init__(self, run_dir: Path, config: Config, batch_size: int):
         model_dirs = sorted(run_dir.glob("fold*/model"))
         if not model_dirs:
             raise PipelineError(f"{run_dir}: no trained model found (expected fold*/model folders)")
         loaded = [load_relation_model(d) for d in model_dirs]
-        _, tokenizer, label_set, _ = loaded[0]
-        return cls(
-            [merge_for_inference(m[0]) for m in loaded],
-            tokenizer,
-            label_set,
-            [m[3] for m in loaded],
-            load_config(run_dir / "config.yaml"),
-            batch_size,
-        )
+        self.models = [merge_for_inference(m[0]) for m in loaded]
+        self.pairs = [m[3] for m in loaded]  # the type-pair vocabulary each fold model was trained with
+        self.tokenizer, self.config, self.batch_size = loaded[0][1], config, batch_size
+        self.collator = RelationCollator(self.tokenizer.pad_token_id)
 
-    def predict_probs(self, examples: list[Example]) -> np.ndarray:
-        """Softmax probabilities [n, labels], averaged over the run's fold models."""
+    def __call__(self, examples: list[Example], num_labels: int) -> np.ndarray:
         dataset, _ = build_features(examples, self.tokenizer, self.config.markers, None, self.config.train.max_length)
         order = length_order(dataset)
         dataset = dataset.select(order)
-        total = np.zeros((len(examples), len(self.label_set)))
+        total = np.zeros((len(examples), num_labels))
         for k, (model, pairs) in enumerate(zip(self.models, self.pairs)):
             paired = add_pair_column(dataset, pairs)
             logits = []
@@ -77,6 +61,50 @@ class Predictor:
                     logits.append(model(**batch)["logits"].float().numpy())
             total[order] += softmax(np.concatenate(logits).astype(np.float64))
         return total / len(self.models)
+
+
+class TfidfFolds:
+    """The fold models of a `model.kind: tfidf` run: probabilities averaged over them."""
+
+    def __init__(self, run_dir: Path, config: Config, batch_size: int):
+        model_dirs = sorted(run_dir.glob("fold*/tfidf"))
+        if not model_dirs:
+            raise PipelineError(f"{run_dir}: no trained model found (expected fold*/tfidf folders)")
+        self.models, self.config = [TfidfModel.load(d) for d in model_dirs], config
+
+    def __call__(self, examples: list[Example], num_labels: int) -> np.ndarray:
+        rows = texts(examples, self.config.markers)
+        return np.mean([model.predict_proba(rows) for model in self.models], axis=0)
+
+
+SCORERS = {"transformer": TransformerFolds, "tfidf": TfidfFolds}
+
+
+class Predictor:
+    """A trained run, ready to predict: its fold models averaged, and the run's test-prior correction."""
+
+    def __init__(self, config: Config, label_set: LabelSet, folds, prior: np.ndarray | None = None):
+        self.config, self.label_set, self.folds, self.prior = config, label_set, folds, prior
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, batch_size: int = 64) -> Predictor:
+        run_dir = Path(run_dir)
+        config = load_config(run_dir / "config.yaml")
+        label_set = LabelSet.from_dict(read_json(run_dir / "labels.json"))
+        prior = read_json(run_dir / "prior.json")["train"] if (run_dir / "prior.json").exists() else None
+        return cls(config, label_set, SCORERS[config.model.kind](run_dir, config, batch_size), prior)
+
+    def predict_probs(self, examples: list[Example]) -> np.ndarray:
+        """Probabilities [n, labels], averaged over the run's fold models (no test-prior correction)."""
+        return self.folds(examples, len(self.label_set))
+
+    def predict_test(self, examples: list[Example]) -> np.ndarray:
+        """Probabilities of a whole test file, corrected to its estimated label prior as the run's own
+        submission was (`train.prior_shift`)."""
+        probs = self.predict_probs(examples)
+        if self.prior is None:
+            return probs
+        return PRIOR_SHIFTS[self.config.train.prior_shift](probs, np.asarray(self.prior))[0]
 
     def __call__(
         self, sentence: str, subject: tuple[int, int, str], object: tuple[int, int, str]
@@ -97,7 +125,7 @@ def predict_file(run_dir: str | Path, data: str | Path, out: str | Path, log=pri
     predictor = Predictor.from_run(run_dir)
     cfg = predictor.config
     test = load_configured(data, cfg.data, cfg.clean, predictor.label_set)
-    ids, probs = with_quarantined_rows(test, predictor.predict_probs(test.examples), log)
+    ids, probs = with_quarantined_rows(test, predictor.predict_test(test.examples), log)
     path = write_submission(out, ids, probs, predictor.label_set)
     problems = validate_submission(path, ids, predictor.label_set)
     if problems:

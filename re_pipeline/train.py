@@ -15,13 +15,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.model_selection import StratifiedGroupKFold
 from transformers import EarlyStoppingCallback, TrainingArguments
 
 from .data.features import length_order, token_lengths
+from .data.split import SPLITS
 from .errors import PipelineError
 from .hf_trainer import RelationTrainer
 from .metrics import compute_metrics, softmax
+from .prior import PRIOR_SHIFTS
 from .typed_config import choice, option
 
 VALIDATIONS = ("holdout", "kfold", "none")
@@ -42,6 +43,7 @@ class TrainConfig:
     warmup_ratio: float = option(0.1, "share of the steps with a linearly rising rate")
     max_length: int = option(256, "tokens per input; longer inputs keep a window around the entities")
     validation: str = option("holdout", "holdout | kfold | none")
+    split: str = option("random", "which rows validate: " + " | ".join(SPLITS) + " (data/split.py)")
     holdout_fraction: float = option(0.2, "share of rows validated with validation: holdout")
     folds: int = option(5, "folds with validation: kfold")
     eval_steps: int | None = option(None, "evaluate every N steps (null: every epoch)")
@@ -49,6 +51,9 @@ class TrainConfig:
     group_by_length: bool = option(True, "batches of similar length (less padding)")
     pad_to_dataset_max: bool = option(False, "pad every batch to the longest row of the data (the baseline's way)")
     curriculum: str | None = option(None, "null | length: the first epoch shortest rows first")
+    prior_shift: str = option(
+        "none", "test probabilities adjusted to a test label prior estimated from them: " + " | ".join(PRIOR_SHIFTS)
+    )
     precision: str = option("auto", "auto (bf16 on GPUs that have it) | fp32 | bf16 | fp16")
     num_proc: int = option(1, "processes for tokenization")
     logging_steps: int = option(50, "training-loss log interval in steps")
@@ -60,21 +65,10 @@ class TrainConfig:
         if {"all", "none"} & set(self.report_to):
             raise PipelineError("train.report_to lists trackers by name ([] for none), not 'all' or 'none'")
         choice("train.validation", self.validation, VALIDATIONS)
+        choice("train.split", self.split, SPLITS)
         choice("train.curriculum", self.curriculum, CURRICULA)
         choice("train.precision", self.precision, PRECISIONS)
-
-
-def split_indices(
-    labels: list[str], groups: list[str], config: TrainConfig, seed: int
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Stratified (train, validation) index pairs; rows sharing a group stay together."""
-    n = len(labels)
-    if config.validation == "none":
-        return [(np.arange(n), np.arange(0))]
-    folds = config.folds if config.validation == "kfold" else max(2, round(1 / config.holdout_fraction))
-    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-    splits = list(splitter.split(np.zeros(n), labels, groups))
-    return splits if config.validation == "kfold" else splits[:1]
+        choice("train.prior_shift", self.prior_shift, PRIOR_SHIFTS)
 
 
 def precision_flags(precision: str) -> dict:

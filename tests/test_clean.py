@@ -6,7 +6,7 @@ import pytest
 from conftest import competition_rows, write_csv
 
 from re_pipeline.data.audit import Ledger
-from re_pipeline.data.clean import CleanConfig, clean_examples, deduplicate
+from re_pipeline.data.clean import CleanConfig, clean_examples, drop_exact_duplicates, resolve_conflicts
 from re_pipeline.data.io import read_examples
 from re_pipeline.data.load import load_data
 from re_pipeline.data.schema import Entity, Example
@@ -135,7 +135,7 @@ def _dupes():
 )
 def test_duplicate_policies(policy, kept):
     ledger = Ledger("mem", rows_read=5)
-    out = deduplicate(_dupes(), ledger, True, policy)
+    out = resolve_conflicts(drop_exact_duplicates(_dupes(), ledger), ledger, policy)
     assert [o.id for o in out] == kept
     assert ledger.counts()["dropped"] == 5 - len(kept)
     assert {r.id: r.rule for r in ledger.removals}["1"] == "exact_duplicate"
@@ -143,7 +143,7 @@ def test_duplicate_policies(policy, kept):
 
 def test_majority_picks_most_common_label_without_exact_dedup():
     ledger = Ledger("mem", rows_read=5)
-    out = deduplicate(_dupes(), ledger, False, "majority")
+    out = resolve_conflicts(_dupes(), ledger, "majority")
     assert [(o.id, o.label) for o in out] == [
         ("0", "per:title"),
         ("4", "per:employee_of"),

@@ -20,6 +20,7 @@ import torch
 from ..errors import PipelineError
 from ..labels import LabelSet
 from .markers import MarkerConfig, added_tokens, mark
+from .morphemes import space_examples
 from .schema import Example
 
 PAD = "pad"  # padded with the tokenizer's pad id
@@ -157,7 +158,7 @@ def build_features(
     if missing:
         raise PipelineError(f"the tokenizer lacks marker tokens {missing}; call prepare_tokenizer first")
     rows = []
-    for ex in examples:
+    for ex in space_examples(examples) if markers.morphemes else examples:
         m = mark(ex, markers, tokenizer.sep_token)
         rows.append(
             {

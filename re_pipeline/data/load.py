@@ -47,10 +47,12 @@ def load_data(
     labels: str | LabelSet = "auto",
     no_relation: str | None = None,
     test: bool = False,
+    label_rules: bool = True,
 ) -> LoadedData:
     """Read a file, clean it, check its labels. Unlabelled files skip label rules and deduplication.
 
     `test`: labels a test file carries are ignored (noted in the ledger), so every row is kept and predicted.
+    `label_rules=False`: the rules that read the gold label are left to the caller (`clean.apply_label_rules`).
     """
     read = read or ReadOptions()
     clean = clean or CleanConfig()
@@ -60,10 +62,15 @@ def load_data(
         ledger.note(f"test file carries {carried} labels; they are ignored")
         examples = [ex.with_(label=None) for ex in examples]
     labelled = any(ex.label is not None for ex in examples)
-    examples = clean_examples(examples, ledger, clean, labelled=labelled)
+    examples = clean_examples(examples, ledger, clean, labelled=labelled, label_rules=label_rules)
     label_set = labels if isinstance(labels, LabelSet) else infer_label_set(examples, labels, no_relation)
     examples = check_labels(examples, label_set, ledger)
-    settings = {"read": asdict(read), "clean": asdict(clean), "labels": label_set.to_dict()}
+    settings = {
+        "read": asdict(read),
+        "clean": asdict(clean),
+        "labels": label_set.to_dict(),
+        "label_rules": label_rules,
+    }
     return LoadedData(examples, ledger, label_set, fingerprint(examples, settings))
 
 
@@ -82,7 +89,8 @@ def read_options(data: DataConfig) -> ReadOptions:
 
 
 def load_configured(
-    path: str | Path, data: DataConfig, clean: CleanConfig, labels: LabelSet | None = None
+    path: str | Path, data: DataConfig, clean: CleanConfig, labels: LabelSet | None = None, label_rules: bool = True
 ) -> LoadedData:
     """`load_data` with a config's `data` and `clean` sections; a fixed label set marks a test file."""
-    return load_data(path, read_options(data), clean, labels or data.labels, data.no_relation, test=labels is not None)
+    test = labels is not None
+    return load_data(path, read_options(data), clean, labels or data.labels, data.no_relation, test, label_rules)

@@ -100,6 +100,9 @@ class MarkerConfig:
     type_language: str = option("en", "type names: en (PER, ORG, ...) | ko (사람, 단체, 장소, 날짜, 수량, 기타)")
     type_names: dict[str, str] = option(help="type name overrides, e.g. {PER: 인물}", factory=dict)
     query: str | None = option(None, 'a question prefix as first segment, e.g. "{subject}{와} {object}{의} 관계"')
+    morphemes: bool = option(
+        False, "a space at each Korean morpheme boundary (Kiwi) outside the entities: 이순신은 -> 이순신 은"
+    )
 
     def __post_init__(self) -> None:
         choice("markers.format", self.format, FORMATS)
