@@ -80,8 +80,11 @@ jobs: install
 bench: install
 	$(BIN)/python bench/suite.py --data $(or $(DATA),../shared/data/klue-re) $(BENCH_ARGS)
 
+# On a machine with a GPU, the tests marked cpu_exact (bit-exact only on CPU) run in a second pass on the CPU.
 test: install
 	$(BIN)/pytest
+	@if $(BIN)/python -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then \
+		echo "GPU visible: the cpu_exact tests again, on the CPU"; CUDA_VISIBLE_DEVICES= $(BIN)/pytest -m cpu_exact; fi
 
 # make lint: ruff's lint rules and formatting (pyproject.toml), as CI runs them; `ruff format .` fixes the format.
 lint: install

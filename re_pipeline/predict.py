@@ -19,6 +19,7 @@ from .config import Config, load_config
 from .data.features import RelationCollator, add_pair_column, build_features, length_order
 from .data.load import load_configured
 from .data.schema import Entity, Example
+from .device import autocast
 from .errors import PipelineError
 from .io_utils import read_json
 from .labels import LabelSet
@@ -38,7 +39,8 @@ class TransformerFolds:
         if not model_dirs:
             raise PipelineError(f"{run_dir}: no trained model found (expected fold*/model folders)")
         loaded = [load_relation_model(d) for d in model_dirs]
-        self.models = [merge_for_inference(m[0]) for m in loaded]
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.models = [merge_for_inference(m[0]).to(self.device) for m in loaded]
         self.pairs = [m[3] for m in loaded]  # the type-pair vocabulary each fold model was trained with
         self.tokenizer, self.config, self.batch_size = loaded[0][1], config, batch_size
         self.collator = RelationCollator(self.tokenizer.pad_token_id)
@@ -52,13 +54,14 @@ class TransformerFolds:
             paired = add_pair_column(dataset, pairs)
             logits = []
             starts = range(0, len(paired), self.batch_size)
-            with torch.inference_mode():
+            with torch.inference_mode(), autocast(self.config.train.precision, self.device):
                 for start in tqdm(
                     starts, desc=f"predicting (model {k + 1}/{len(self.models)})", disable=len(starts) < 10
                 ):
                     batch = self.collator(list(paired.select(range(start, min(start + self.batch_size, len(paired))))))
                     batch.pop("labels", None)
-                    logits.append(model(**batch)["logits"].float().numpy())
+                    batch = {key: value.to(self.device) for key, value in batch.items()}
+                    logits.append(model(**batch)["logits"].float().cpu().numpy())
             total[order] += softmax(np.concatenate(logits).astype(np.float64))
         return total / len(self.models)
 

@@ -19,6 +19,7 @@ from transformers import EarlyStoppingCallback, TrainingArguments
 
 from .data.features import length_order, token_lengths
 from .data.split import SPLITS
+from .device import PRECISIONS, precision_flags
 from .errors import PipelineError
 from .hf_trainer import RelationTrainer
 from .metrics import compute_metrics, softmax
@@ -27,7 +28,6 @@ from .typed_config import choice, option
 
 VALIDATIONS = ("holdout", "kfold", "none")
 CURRICULA = (None, "length")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 @dataclass
@@ -41,6 +41,8 @@ class TrainConfig:
     learning_rate: float = option(3e-4, "peak AdamW rate; ~1e-5 to 3e-5 for large pretrained encoders")
     weight_decay: float = option(0.01, "AdamW weight decay")
     warmup_ratio: float = option(0.1, "share of the steps with a linearly rising rate")
+    warmup_steps: int | None = option(None, "steps with a linearly rising rate (overrides warmup_ratio)")
+    gradient_accumulation: int = option(1, "steps whose gradients add up before each optimizer step")
     max_length: int = option(256, "tokens per input; longer inputs keep a window around the entities")
     validation: str = option("holdout", "holdout | kfold | none")
     split: str = option("random", "which rows validate: " + " | ".join(SPLITS) + " (data/split.py)")
@@ -54,7 +56,8 @@ class TrainConfig:
     prior_shift: str = option(
         "none", "test probabilities adjusted to a test label prior estimated from them: " + " | ".join(PRIOR_SHIFTS)
     )
-    precision: str = option("auto", "auto (bf16 on GPUs that have it) | fp32 | bf16 | fp16")
+    precision: str = option("auto", "auto (bf16 where the GPU or CPU computes it in hardware) | fp32 | bf16 | fp16")
+    compile: bool = option(False, "torch.compile the model (dynamic shapes)")
     num_proc: int = option(1, "processes for tokenization")
     logging_steps: int = option(50, "training-loss log interval in steps")
     report_to: list[str] = option(
@@ -69,13 +72,6 @@ class TrainConfig:
         choice("train.curriculum", self.curriculum, CURRICULA)
         choice("train.precision", self.precision, PRECISIONS)
         choice("train.prior_shift", self.prior_shift, PRIOR_SHIFTS)
-
-
-def precision_flags(precision: str) -> dict:
-    cuda = torch.cuda.is_available()
-    if precision == "auto":
-        precision = "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
-    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
 
 
 def curriculum_order(lengths: list[int], epochs: int, seed: int) -> list[int]:
@@ -111,7 +107,8 @@ def make_trainer(
         per_device_eval_batch_size=config.eval_batch_size,
         learning_rate=config.learning_rate,
         weight_decay=config.weight_decay,
-        warmup_steps=config.warmup_ratio,
+        warmup_steps=config.warmup_steps if config.warmup_steps is not None else config.warmup_ratio,
+        gradient_accumulation_steps=config.gradient_accumulation,
         eval_strategy=strategy if has_eval else "no",
         save_strategy=strategy,
         eval_steps=eval_steps,
@@ -129,6 +126,8 @@ def make_trainer(
         data_seed=seed,
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
+        optim="adamw_torch_fused" if torch.cuda.is_available() else "adamw_torch",  # one kernel per step on a GPU
+        torch_compile=config.compile,
         use_cpu=not torch.cuda.is_available(),  # without it, accelerate leaves torchrun's CPU processes unconnected
         disable_tqdm=False,
         **precision_flags(config.precision),

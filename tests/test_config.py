@@ -14,7 +14,7 @@ from re_pipeline.errors import PipelineError
 from re_pipeline.typed_config import help_of
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
 
 
 def test_default_yaml_is_the_code_defaults():

@@ -71,6 +71,7 @@ def test_twenty_steps_give_a_valid_submission_and_a_run_folder(run, sample):
     assert np.isnan(oof[:, 0]).sum() > 0 and np.allclose(np.nansum(oof, axis=1)[~np.isnan(oof[:, 0])], 1)
 
 
+@pytest.mark.cpu_exact
 def test_predictor_reproduces_the_run_submission(run, sample, tmp_path):
     result = json.loads((run / "result.json").read_text())
     _, _, run_probs = read_submission(result["submission"])
@@ -81,6 +82,7 @@ def test_predictor_reproduces_the_run_submission(run, sample, tmp_path):
     assert label in LabelSet.klue().names and 0 < prob <= 1
 
 
+@pytest.mark.cpu_exact
 def test_resume_continues_from_the_last_checkpoint(run, sample, tmp_path):
     shutil.copytree(run, tmp_path / "r2")
     fold = tmp_path / "r2" / "fold0"
