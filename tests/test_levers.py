@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from re_pipeline.config import load_config
@@ -70,6 +71,7 @@ def test_tfidf_runs_ensemble_with_other_runs(tmp_path):
 
 
 def test_morpheme_spacing_splits_words_but_never_entities():
+    pytest.importorskip("kiwipiepy", reason="kiwipiepy (a dependency) is not installed on this machine")
     sentence = "조지 해리슨이 쓰고 비틀즈가 불렀다."
     ex = Example("0", sentence, Entity("비틀즈", 11, 13, "ORG"), Entity("조지 해리슨", 0, 5, "PER"), "no_relation")
     (spaced,) = space_examples([ex])
