@@ -14,7 +14,7 @@ from rich.table import Table
 
 from .config import Config, load_config, render
 from .data.augment import augment, summary_table
-from .data.io import ReadOptions, read_examples, write_examples_csv
+from .data.io import ReadOptions, read_examples, row_ids, write_examples_csv
 from .data.load import load_configured
 from .data.sample import write_sample
 from .ensemble import run_ensemble
@@ -150,13 +150,13 @@ def validate_submission_cmd(
 ):
     """Check a leaderboard CSV against the test file: ids, order, labels, probabilities."""
 
-    examples, _ = read_examples(test, ReadOptions())
-    problems = validate_submission(file, [ex.id for ex in examples], resolve_label_set(labels, []))
+    ids = row_ids(*read_examples(test, ReadOptions(unique_ids=True)))  # every row, quarantined ones too
+    problems = validate_submission(file, ids, resolve_label_set(labels, []))
     if problems:
         for problem in problems:
             console.print(f"[red]✗[/] {problem}", highlight=False)
         raise typer.Exit(1)
-    console.print(f"[green]✓[/] {file} is a valid submission for {test} ({len(examples):,} rows)")
+    console.print(f"[green]✓[/] {file} is a valid submission for {test} ({len(ids):,} rows)")
 
 
 DEFAULT_TRAIN = "data/raw/train.csv"

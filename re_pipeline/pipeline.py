@@ -25,7 +25,7 @@ from transformers import set_seed
 from .config import Config, to_yaml, with_values
 from .data.augment import augment
 from .data.features import RelationCollator, add_pair_column, build_features, prepare_tokenizer, token_lengths
-from .data.load import LoadedData, load_configured
+from .data.load import LoadedData, check_test_labels, load_configured
 from .data.schema import Example
 from .errors import PipelineError
 from .hf_trainer import resume_training
@@ -62,6 +62,8 @@ def load_inputs(config: Config) -> tuple[LoadedData, LoadedData | None]:
     test = None
     if config.data.test:
         test = load_configured(config.data.test, config.data, config.clean, train.label_set)
+        if config.data.labels == "auto":  # a label set the user named is their choice
+            check_test_labels(train.label_set, test, config.data.unlabelled_values)
     return train, test
 
 
@@ -249,10 +251,14 @@ def run_pipeline(
         with atomic_write(run_dir / "config.yaml") as fh:
             fh.write(to_yaml(config))
     train, test = load_inputs(config)
-    if main:
-        for name, loaded in (("train", train), ("test", test)):
-            if loaded is not None:
+    for name, loaded in (("train", train), ("test", test)):
+        if loaded is not None:
+            log(f"{name} data: " + ", ".join(f"{k} {n:,}" for k, n in loaded.ledger.counts().items()))
+            for note in loaded.ledger.notes:
+                log(f"  {name}: {note}")
+            if main:
                 loaded.ledger.write(run_dir / f"{name}.audit.csv", run_dir / f"{name}.quarantine.csv")
+    if main:
         write_json(run_dir / "labels.json", train.label_set.to_dict())
     inputs = prepare_run(config, train, test, run_dir, log, cache, callbacks)
     examples, test_examples = train.examples, test.examples if test else []
