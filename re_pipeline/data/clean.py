@@ -30,7 +30,10 @@ class CleanConfig:
     repair_offsets: bool = option(
         True, "move a wrong span to the nearest occurrence of its word; quarantine when absent"
     )
-    type_from_label: bool = option(True, "per:* => PER subject, org:* => ORG subject")
+    type_from_label: bool = option(
+        False,
+        "training rows: per:* => PER subject, org:* => ORG subject (off: on real data the label was often wrong)",
+    )
     label_subject_types: dict[str, str] = option(
         help="label prefix -> subject type, for type_from_label", factory=lambda: {"per": "PER", "org": "ORG"}
     )
@@ -49,7 +52,7 @@ class CleanConfig:
 def clean_examples(
     examples: list[Example], ledger: Ledger, config: CleanConfig, labelled: bool = True
 ) -> list[Example]:
-    """Run the enabled rules. Unlabelled (test) data is never deduplicated or relabelled."""
+    """Run the enabled rules. Unlabelled (test) data is never deduplicated or retyped from labels."""
     out = []
     for ex in examples:
         if config.unicode:
@@ -74,7 +77,10 @@ def clean_examples(
     if config.corrections:
         out = apply_corrections(out, ledger, Path(config.corrections))
     if labelled and config.type_from_label:
-        out = [subject_type_from_label(ex, ledger, config.label_subject_types) for ex in out]
+        typed = [subject_type_from_label(ex, ledger, config.label_subject_types) for ex in out]
+        changed = sum(new is not old for new, old in zip(typed, out))
+        ledger.note(f"type_from_label changed the subject type of {changed} row(s) (see the audit)")
+        out = typed
     if labelled:
         out = deduplicate(out, ledger, config.drop_exact_duplicates, config.conflict_policy)
     return out
