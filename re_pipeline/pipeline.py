@@ -24,7 +24,15 @@ from transformers import set_seed
 
 from .config import Config, to_yaml, with_values
 from .data.augment import augment
-from .data.features import RelationCollator, add_pair_column, build_features, prepare_tokenizer, token_lengths
+from .data.features import (
+    RelationCollator,
+    add_pair_column,
+    build_features,
+    prepare_tokenizer,
+    shared_head_note,
+    token_lengths,
+    window_note,
+)
 from .data.load import LoadedData, check_test_labels, load_configured
 from .data.schema import Example
 from .errors import PipelineError
@@ -173,7 +181,9 @@ def train_fold(
     config = inputs.config
     fold_train, aug_summary = augment(fold_train, config.augment)  # training rows only, after the split
     train_ds, stats = inputs.features(fold_train)
-    val_ds = inputs.features(fold_val)[0] if fold_val else None
+    val_ds, val_stats = inputs.features(fold_val) if fold_val else (None, None)
+    max_length = config.train.max_length
+    notes = [window_note(stats, "training", max_length), window_note(val_stats, "validation", max_length)]
     encoder, source = fold_encoder(inputs, fold_dir)
     model, pair_names = build_model(
         encoder, config.model, inputs.label_set, fold_train, new_token_ids(inputs.tokenizer)
@@ -184,6 +194,11 @@ def train_fold(
     train_ds, val_ds, test_ds = (
         add_pair_column(ds, pair_names) if ds is not None else None for ds in (train_ds, val_ds, test_ds)
     )
+    if config.model.type_pair_heads:
+        notes += [shared_head_note(val_ds, "validation"), shared_head_note(test_ds, "test")]
+    notes = list(filter(None, notes))
+    for note in notes:
+        log(f"fold {k + 1}: {note}")
     trainer = fit(model, train_ds, val_ds, test_ds, inputs, fold_dir, k, log)
     result = FoldResult(
         predict_probs(trainer, val_ds) if val_ds is not None else None,
@@ -191,6 +206,7 @@ def train_fold(
         {
             "augment": aug_summary,
             "features": stats,
+            "notes": notes,
             "trainable": {"count": count, "percent": percent},
             "log_history": trainer.state.log_history,
             "metrics": None,
@@ -262,7 +278,13 @@ def run_pipeline(
         write_json(run_dir / "labels.json", train.label_set.to_dict())
     inputs = prepare_run(config, train, test, run_dir, log, cache, callbacks)
     examples, test_examples = train.examples, test.examples if test else []
-    test_ds = inputs.features(test_examples)[0] if test_examples else None
+    test_ds = None
+    if test_examples:
+        test_ds, test_stats = inputs.features(test_examples)
+        note = window_note(test_stats, "test data", config.train.max_length)
+        if note:
+            log(f"test: {note}")
+            test.ledger.note(note)  # in result.json's ledger summary
 
     labels = [ex.label for ex in examples]
     splits = split_indices(labels, [ex.parent_id or ex.id for ex in examples], config.train, config.seed)

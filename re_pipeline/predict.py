@@ -16,7 +16,14 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import Config, load_config
-from .data.features import RelationCollator, add_pair_column, build_features, length_order
+from .data.features import (
+    RelationCollator,
+    add_pair_column,
+    build_features,
+    length_order,
+    shared_head_note,
+    window_note,
+)
 from .data.load import load_configured
 from .data.schema import Entity, Example
 from .errors import PipelineError
@@ -58,14 +65,20 @@ class Predictor:
             batch_size,
         )
 
-    def predict_probs(self, examples: list[Example]) -> np.ndarray:
-        """Softmax probabilities [n, labels], averaged over the run's fold models."""
-        dataset, _ = build_features(examples, self.tokenizer, self.config.markers, None, self.config.train.max_length)
+    def predict_probs(self, examples: list[Example], log=None) -> np.ndarray:
+        """Softmax probabilities [n, labels], averaged over the run's fold models. `log` gets a line for rows
+        windowed around each entity and, with type-pair heads, for rows the shared head answers."""
+        log = log or (lambda message: None)
+        max_length = self.config.train.max_length
+        dataset, stats = build_features(examples, self.tokenizer, self.config.markers, None, max_length)
+        notes = [window_note(stats, "data", max_length)]
         order = length_order(dataset)
         dataset = dataset.select(order)
         total = np.zeros((len(examples), len(self.label_set)))
         for k, (model, pairs) in enumerate(zip(self.models, self.pairs)):
             paired = add_pair_column(dataset, pairs)
+            if self.config.model.type_pair_heads:
+                notes.append(shared_head_note(paired, f"data (model {k + 1})"))
             logits = []
             starts = range(0, len(paired), self.batch_size)
             with torch.inference_mode():
@@ -76,17 +89,19 @@ class Predictor:
                     batch.pop("labels", None)
                     logits.append(model(**batch)["logits"].float().numpy())
             total[order] += softmax(np.concatenate(logits).astype(np.float64))
+        for note in filter(None, notes):
+            log(note)
         return total / len(self.models)
 
     def __call__(
         self, sentence: str, subject: tuple[int, int, str], object: tuple[int, int, str]
     ) -> tuple[str, float]:
-        """Relation and probability for one sentence; entities as (start, end inclusive, type)."""
+        """Relation and probability for one sentence; entities as (start, end inclusive, type, any case)."""
         entities = []
         for role, (start, end, type_) in (("subject", subject), ("object", object)):
             if not (0 <= start <= end < len(sentence)):
                 raise PipelineError(f"{role} span ({start}, {end}) is outside the sentence (length {len(sentence)})")
-            entities.append(Entity(sentence[start : end + 1], start, end, type_))
+            entities.append(Entity(sentence[start : end + 1], start, end, type_.strip().upper()))
         probs = self.predict_probs([Example("0", sentence, entities[0], entities[1], None)])[0]
         best = int(np.argmax(probs))
         return self.label_set.names[best], float(probs[best])
@@ -97,7 +112,7 @@ def predict_file(run_dir: str | Path, data: str | Path, out: str | Path, log=pri
     predictor = Predictor.from_run(run_dir)
     cfg = predictor.config
     test = load_configured(data, cfg.data, cfg.clean, predictor.label_set)
-    ids, probs = with_quarantined_rows(test, predictor.predict_probs(test.examples), log)
+    ids, probs = with_quarantined_rows(test, predictor.predict_probs(test.examples, log), log)
     path = write_submission(out, ids, probs, predictor.label_set)
     problems = validate_submission(path, ids, predictor.label_set)
     if problems:

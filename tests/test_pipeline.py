@@ -189,3 +189,31 @@ def test_predictions_come_back_in_dataset_order_after_length_sorting():
     dataset = Dataset.from_dict({"input_ids": [[1] * n for n in lengths], "labels": [0] * 5})
     expected = softmax(np.array([[n, 0.0] for n in lengths]))
     np.testing.assert_allclose(predict_probs(EchoTrainer(), dataset), expected)
+
+
+def test_predict_windows_far_apart_entities_and_reports_the_shared_head_rows(run, sample, tmp_path):
+    import csv
+
+    from conftest import entity, write_csv
+
+    rows = list(csv.DictReader(open(sample[1], encoding="utf-8")))[:3]
+    sentence = "김민준은 " + "그리고 나서 다시 " * 150 + "서울에서 태어났다."
+    rows.append(
+        {
+            **rows[0],
+            "id": "far",
+            "sentence": sentence,
+            "subject_entity": str(entity("김민준", sentence, "per")),
+            "object_entity": str(entity("서울", sentence, "XYZ")),
+        }
+    )
+    logs = []
+    path = predict_file(run, write_csv(tmp_path / "test.csv", rows), tmp_path / "sub.csv", log=logs.append)
+    assert read_submission(path)[0] == [r["id"] for r in rows]
+    assert any("1 row" in m and "window around each entity" in m for m in logs), logs
+    assert any("1 row" in m and "PER|XYZ" in m and "shared head" in m for m in logs), logs
+    predictor = Predictor.from_run(run)
+    args = ("김민준은 서울에서 태어났다.",)
+    assert predictor(*args, subject=(0, 2, "per"), object=(5, 6, "loc")) == predictor(
+        *args, subject=(0, 2, "PER"), object=(5, 6, "LOC")
+    )
