@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from .data.features import length_order, token_lengths
 from .errors import PipelineError
 from .hf_trainer import RelationTrainer
 from .metrics import compute_metrics, softmax
-from .typed_config import choice, option
+from .typed_config import check, choice, option
 
 VALIDATIONS = ("holdout", "kfold", "none")
 CURRICULA = (None, "length")
@@ -62,6 +63,35 @@ class TrainConfig:
         choice("train.validation", self.validation, VALIDATIONS)
         choice("train.curriculum", self.curriculum, CURRICULA)
         choice("train.precision", self.precision, PRECISIONS)
+        for key in ("batch_size", "eval_batch_size", "num_proc", "logging_steps"):
+            check(f"train.{key}", getattr(self, key) >= 1, "at least 1", getattr(self, key))
+        check("train.epochs", self.epochs > 0 or self.max_steps >= 1, "above 0", self.epochs)
+        check(
+            "train.max_steps",
+            self.max_steps == -1 or self.max_steps >= 1,
+            "-1 (run the epochs) or at least 1",
+            self.max_steps,
+        )
+        check("train.learning_rate", self.learning_rate > 0, "above 0", self.learning_rate)
+        check("train.weight_decay", self.weight_decay >= 0, "at least 0", self.weight_decay)
+        check("train.warmup_ratio", 0 <= self.warmup_ratio < 1, "in [0, 1)", self.warmup_ratio)
+        check("train.max_length", self.max_length >= 16, "at least 16", self.max_length)
+        check(
+            "train.holdout_fraction",
+            0 < self.holdout_fraction < 1,
+            "between 0 and 1 (exclusive)",
+            self.holdout_fraction,
+        )
+        check("train.folds", self.folds >= 2, "at least 2", self.folds)
+        check(
+            "train.eval_steps", self.eval_steps is None or self.eval_steps >= 1, "null or at least 1", self.eval_steps
+        )
+        check(
+            "train.early_stopping_patience",
+            self.early_stopping_patience >= 0,
+            "at least 0",
+            self.early_stopping_patience,
+        )
 
 
 def split_indices(
@@ -71,10 +101,36 @@ def split_indices(
     n = len(labels)
     if config.validation == "none":
         return [(np.arange(n), np.arange(0))]
-    folds = config.folds if config.validation == "kfold" else max(2, round(1 / config.holdout_fraction))
-    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-    splits = list(splitter.split(np.zeros(n), labels, groups))
-    return splits if config.validation == "kfold" else splits[:1]
+    if config.validation == "holdout":
+        return [holdout_split(labels, groups, config.holdout_fraction, seed)]
+    splitter = StratifiedGroupKFold(n_splits=config.folds, shuffle=True, random_state=seed)
+    return list(splitter.split(np.zeros(n), labels, groups))
+
+
+def holdout_split(labels: list[str], groups: list[str], fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) rows, `fraction` of them validated (rounded, at least one row each side), stratified by
+    label: each label's share is its count times `fraction`, the rounding remainder going to the largest
+    remainders. Rows sharing a group go together, counted under the label of their first row."""
+    members: dict[str, list[int]] = defaultdict(list)
+    for i, group in enumerate(groups):
+        members[group].append(i)
+    strata: dict[str, list[str]] = defaultdict(list)
+    for group, rows in members.items():
+        strata[labels[rows[0]]].append(group)
+    quota = {label: fraction * sum(len(members[g]) for g in gs) for label, gs in strata.items()}
+    share = {label: int(q) for label, q in quota.items()}
+    target = min(len(labels) - 1, max(1, round(fraction * len(labels))))
+    for label in sorted(quota, key=lambda label: (share[label] - quota[label], label))[: target - sum(share.values())]:
+        share[label] += 1
+    rng, validation = np.random.default_rng(seed), []
+    for label in sorted(strata):
+        for k in rng.permutation(len(strata[label])):
+            rows = members[strata[label][k]]
+            if len(rows) <= share[label]:
+                validation += rows
+                share[label] -= len(rows)
+    validation = np.sort(np.array(validation, dtype=int))
+    return np.setdiff1d(np.arange(len(labels)), validation), validation
 
 
 def precision_flags(precision: str) -> dict:

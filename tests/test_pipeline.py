@@ -191,6 +191,18 @@ def test_predictions_come_back_in_dataset_order_after_length_sorting():
     np.testing.assert_allclose(predict_probs(EchoTrainer(), dataset), expected)
 
 
+@pytest.mark.parametrize("fraction", [0.2, 0.3, 0.45, 0.7])
+def test_a_holdout_fraction_validates_that_share_of_the_rows(fraction):
+    from re_pipeline.train import TrainConfig, split_indices
+
+    labels = ["no_relation"] * 60 + ["per:title"] * 30 + ["org:founded"] * 9 + ["per:origin"]
+    groups = [str(i // 2) if i < 20 else str(i) for i in range(100)]  # rows 0-19 come in pairs
+    ((train, val),) = split_indices(labels, groups, TrainConfig(holdout_fraction=fraction), seed=3)
+    assert len(val) == round(fraction * 100) and sorted([*train, *val]) == list(range(100))
+    assert {groups[i] for i in train}.isdisjoint(groups[i] for i in val)
+    assert abs(sum(labels[i] == "per:title" for i in val) - fraction * 30) <= 1.5
+
+
 def test_predict_windows_far_apart_entities_and_reports_the_shared_head_rows(run, sample, tmp_path):
     import csv
 

@@ -26,7 +26,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from ..data.schema import Example
 from ..errors import PipelineError
 from ..labels import LabelSet
-from ..typed_config import choice, option
+from ..typed_config import check, choice, option
 from .backbone import BackboneConfig
 from .losses import LossConfig, inverse_sqrt_weights, relation_loss
 from .peft import PeftConfig, apply_peft
@@ -137,6 +137,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         choice("model.pooling", self.pooling, POOLERS)
         choice("model.head", self.head, HEADS)
+        check("model.dropout", 0 <= self.dropout < 1, "in [0, 1)", self.dropout)
 
 
 class EntityEmbedding(nn.Module):
