@@ -203,6 +203,39 @@ def test_a_holdout_fraction_validates_that_share_of_the_rows(fraction):
     assert abs(sum(labels[i] == "per:title" for i in val) - fraction * 30) <= 1.5
 
 
+def damage(run, tmp_path, name: str, how: str):
+    copy = shutil.copytree(run, tmp_path / "run")
+    target = next(copy.glob(f"fold0/model/{name}"))
+    if how == "missing":
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+    else:
+        target = next(target.glob("tokenizer.json")) if target.is_dir() else target
+        target.write_bytes(target.read_bytes()[:100])
+    return copy
+
+
+@pytest.mark.parametrize(
+    "name, how",
+    [
+        ("model.safetensors", "missing"),
+        ("model.safetensors", "corrupt"),
+        ("tokenizer", "missing"),
+        ("tokenizer", "corrupt"),
+    ],
+)
+def test_predict_on_a_damaged_run_folder_is_one_line_naming_the_file(run, sample, tmp_path, name, how):
+    from typer.testing import CliRunner
+
+    from re_pipeline.cli import app
+
+    copy = damage(run, tmp_path, name, how)
+    result = CliRunner().invoke(app, ["predict", str(copy), "--data", str(sample[1]), "-o", str(tmp_path / "s.csv")])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1 and "Traceback" not in result.output, result.output
+    assert f"fold0/model/{name}" in lines[0] and ("missing" if how == "missing" else "cannot be read") in lines[0]
+    assert "retrain" in lines[0]
+
+
 def test_predict_windows_far_apart_entities_and_reports_the_shared_head_rows(run, sample, tmp_path):
     import csv
 
