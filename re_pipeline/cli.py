@@ -475,11 +475,14 @@ def ensemble_cmd(
     except ValueError:
         raise PipelineError(f"--weights must be comma-separated numbers, got {weights!r}") from None
     run_dir = run_ensemble(members, method, parsed, resolve_label_set(labels, []), runs_dir, submissions_dir, log=_log)
-    summary = run_summary(run_dir)
+    summary, result = run_summary(run_dir), read_json(run_dir / "result.json")
     print_table(f"ensemble ({method}): weights and out-of-fold metrics", cells(summary["ensemble members"]))
+    in_sample = result["ensemble"].get("in_sample_metrics")
     if summary["metrics"]:
-        print_table("ensemble, out of fold", cells(summary["metrics"]))
-    result = read_json(run_dir / "result.json")
+        scored = "cross-fitted: each part scored with weights fit on the other parts" if in_sample else "out of fold"
+        print_table(f"ensemble, {scored}", cells(summary["metrics"]))
+    if in_sample:
+        print_table("ensemble, in sample: weights fit and scored on the same rows (optimistic)", cells([in_sample]))
     console.print(f"run folder: {run_dir}\nsubmission: {result['submission']}", highlight=False)
 
 
