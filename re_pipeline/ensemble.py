@@ -4,7 +4,9 @@ Members must answer the same test rows in the same order with the same label ord
 member is read with the `--labels` order and checked against its own `pred_label` column).
 `fit-f1` / `fit-auprc` search weights on the simplex (softmax of free parameters, Nelder-Mead
 from uniform and from near each one-hot) on the out-of-fold rows every member validated, and
-fall back to the best single member's one-hot when the fit does not reach its score there.
+fall back to the best single member's one-hot when the fit does not reach its score there. Their
+reported score is cross-fitted (each part of the rows scored with weights fit on the others); the
+score of the final weights on the rows they were fit on is kept as `in_sample_metrics`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from .submission import read_submission, validate_submission, write_submission
 
 METHODS = ("mean", "weighted", "fit-f1", "fit-auprc")
 FIT_METRIC = {"fit-f1": "micro_f1", "fit-auprc": "auprc"}
+CROSS_FIT_PARTS = 5  # a fitted ensemble is scored on each fifth of the rows with weights fit on the other four
 
 
 @dataclass
@@ -130,6 +133,21 @@ def fit_weights(oof: np.ndarray, gold: np.ndarray, metric: str) -> np.ndarray:
     return softmax(best.x) if -best.fun >= max(singles) else np.eye(n)[int(np.argmax(singles))]
 
 
+def cross_fitted(oof: np.ndarray, gold: np.ndarray, metric: str, parts: int, seed: int = 0) -> np.ndarray:
+    """Combined out-of-fold probabilities [rows, labels] where each row's weights were fit without it: rows are
+    dealt into `parts` parts, label by label after a seeded shuffle (stratified), and each part gets the
+    weights `fit_weights` finds on the others. Their score is not the score of the rows the weights fit."""
+    order = np.random.default_rng(seed).permutation(len(gold))
+    order = order[np.argsort(gold[order], kind="stable")]
+    part = np.empty(len(gold), dtype=int)
+    part[order] = np.arange(len(gold)) % parts
+    combined = np.empty(oof.shape[1:])
+    for k in range(parts):
+        held = part == k
+        combined[held] = np.tensordot(fit_weights(oof[:, ~held], gold[~held], metric), oof[:, held], axes=1)
+    return combined
+
+
 def choose_weights(
     method: str, weights: list[float] | None, members: list[Member], oof: np.ndarray | None, gold: np.ndarray | None
 ) -> np.ndarray:
@@ -195,10 +213,23 @@ def run_ensemble(
         "member_metrics": None,
     }
     if oof is not None:
-        combined = np.tensordot(w, oof, axes=1)
-        np.save(run_dir / "oof_probs.npy", combined, allow_pickle=False)  # NaN where any member is NaN
-        write_json(run_dir / "oof_ids.json", {"ids": members[0].oof[0], "labels": gold_names})
+        combined = np.tensordot(w, oof, axes=1)  # NaN where any member is NaN
         result["metrics"] = compute_metrics(gold, combined[rows])
+        if (
+            method in FIT_METRIC
+        ):  # weights fit on these rows flatter them: score each part with weights fit on the rest
+            parts = min(CROSS_FIT_PARTS, len(gold))
+            if parts < 2:
+                raise PipelineError(f"{method}: one out-of-fold row validated by every member is too few to score")
+            info["in_sample_metrics"] = result["metrics"]
+            combined[rows] = cross_fitted(oof[:, rows], gold, FIT_METRIC[method], parts)
+            result["metrics"] = compute_metrics(gold, combined[rows])
+            info["scored"] = (
+                f"cross-fitted: each of {parts} parts of the out-of-fold rows scored with weights fit on the other "
+                f"{parts - 1}; in_sample_metrics: the final weights scored on the rows they were fit on (optimistic)"
+            )
+        np.save(run_dir / "oof_probs.npy", combined, allow_pickle=False)
+        write_json(run_dir / "oof_ids.json", {"ids": members[0].oof[0], "labels": gold_names})
         info["member_metrics"] = {m.name: compute_metrics(gold, member[rows]) for m, member in zip(members, oof)}
     result.update(
         submission=str(submission), ensemble=info, environment=environment(), seconds=round(time.time() - started, 1)

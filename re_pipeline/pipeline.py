@@ -26,8 +26,16 @@ from .config import Config, to_yaml, with_values
 from .data.audit import Ledger
 from .data.augment import augment
 from .data.clean import apply_label_rules
-from .data.features import RelationCollator, add_pair_column, build_features, prepare_tokenizer, token_lengths
-from .data.load import LoadedData, load_configured
+from .data.features import (
+    RelationCollator,
+    add_pair_column,
+    build_features,
+    prepare_tokenizer,
+    shared_head_note,
+    token_lengths,
+    window_note,
+)
+from .data.load import LoadedData, check_test_labels, load_configured
 from .data.morphemes import space_sentences
 from .data.schema import Example
 from .data.split import Fold, split_rows
@@ -70,6 +78,8 @@ def load_inputs(config: Config) -> tuple[LoadedData, LoadedData | None]:
     test = None
     if config.data.test:
         test = load_configured(config.data.test, config.data, config.clean, train.label_set)
+        if config.data.labels == "auto":  # a label set the user named is their choice
+            check_test_labels(train.label_set, test, config.data.unlabelled_values)
     return train, test
 
 
@@ -209,7 +219,9 @@ def train_transformer(k, fold_dir, fold_train, fold_val, test_examples, test_ds,
     in `fold_dir/model`. Returns validation and test probabilities and what `fold.json` keeps."""
     config = inputs.config
     train_ds, stats = inputs.features(fold_train)
-    val_ds = inputs.features(fold_val)[0] if fold_val else None
+    val_ds, val_stats = inputs.features(fold_val) if fold_val else (None, None)
+    max_length = config.train.max_length
+    notes = [window_note(stats, "training", max_length), window_note(val_stats, "validation", max_length)]
     encoder, source = fold_encoder(inputs, fold_dir)
     tokenizer = inputs.tokenizer
     model, pair_names = build_model(
@@ -221,6 +233,11 @@ def train_transformer(k, fold_dir, fold_train, fold_val, test_examples, test_ds,
     train_ds, val_ds, test_ds = (
         add_pair_column(ds, pair_names) if ds is not None else None for ds in (train_ds, val_ds, test_ds)
     )
+    if config.model.type_pair_heads:
+        notes += [shared_head_note(val_ds, "validation"), shared_head_note(test_ds, "test")]
+    notes = list(filter(None, notes))
+    for note in notes:
+        log(f"fold {k + 1}: {note}")
     trainer = fit(model, train_ds, val_ds, test_ds, inputs, fold_dir, k, log)
     val_probs = predict_probs(trainer, val_ds) if val_ds is not None else None
     test_probs = predict_probs(trainer, test_ds) if test_ds is not None else None
@@ -228,6 +245,7 @@ def train_transformer(k, fold_dir, fold_train, fold_val, test_examples, test_ds,
         save_relation_model(model, tokenizer, inputs.label_set, pair_names, fold_dir / "model", base=source)
     info = {
         "features": stats,
+        "notes": notes,
         "trainable": {"count": count, "percent": percent},
         "log_history": trainer.state.log_history,
     }
@@ -308,14 +326,24 @@ def run_pipeline(
         with atomic_write(run_dir / "config.yaml") as fh:
             fh.write(to_yaml(config))
     train, test = load_inputs(config)
-    if main:
-        for name, loaded in (("train", train), ("test", test)):
-            if loaded is not None:
+    for name, loaded in (("train", train), ("test", test)):
+        if loaded is not None:
+            log(f"{name} data: " + ", ".join(f"{k} {n:,}" for k, n in loaded.ledger.counts().items()))
+            for note in loaded.ledger.notes:
+                log(f"  {name}: {note}")
+            if main:
                 loaded.ledger.write(run_dir / f"{name}.audit.csv", run_dir / f"{name}.quarantine.csv")
+    if main:
         write_json(run_dir / "labels.json", train.label_set.to_dict())
     inputs = prepare_run(config, train, test, run_dir, log, cache, callbacks)
     examples, test_examples = train.examples, test.examples if test else []
-    test_ds = inputs.features(test_examples)[0] if test_examples and inputs.tokenizer is not None else None
+    test_ds = None
+    if test_examples and inputs.tokenizer is not None:  # tfidf runs read the examples themselves
+        test_ds, test_stats = inputs.features(test_examples)
+        note = window_note(test_stats, "test data", config.train.max_length)
+        if note:
+            log(f"test: {note}")
+            test.ledger.note(note)  # in result.json's ledger summary
 
     t = config.train
     splits = split_rows(examples, t.split, t.validation, t.holdout_fraction, t.folds, config.seed)

@@ -16,10 +16,17 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import Config, load_config
-from .data.features import RelationCollator, add_pair_column, build_features, length_order
+from .data.features import (
+    RelationCollator,
+    add_pair_column,
+    build_features,
+    length_order,
+    shared_head_note,
+    window_note,
+)
 from .data.load import load_configured
 from .data.schema import Entity, Example
-from .device import autocast
+from .device import autocast, resolve_precision
 from .errors import PipelineError
 from .io_utils import read_json
 from .labels import LabelSet
@@ -40,18 +47,26 @@ class TransformerFolds:
             raise PipelineError(f"{run_dir}: no trained model found (expected fold*/model folders)")
         loaded = [load_relation_model(d) for d in model_dirs]
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.models = [merge_for_inference(m[0]).to(self.device) for m in loaded]
+        # Merged LoRA weights round differently in bf16: merge only in fp32, where it changes nothing.
+        merge = resolve_precision(config.train.precision) == "fp32"
+        self.models = [(merge_for_inference(m[0]) if merge else m[0]).to(self.device) for m in loaded]
         self.pairs = [m[3] for m in loaded]  # the type-pair vocabulary each fold model was trained with
         self.tokenizer, self.config, self.batch_size = loaded[0][1], config, batch_size
         self.collator = RelationCollator(self.tokenizer.pad_token_id)
 
-    def __call__(self, examples: list[Example], num_labels: int) -> np.ndarray:
-        dataset, _ = build_features(examples, self.tokenizer, self.config.markers, None, self.config.train.max_length)
+    def __call__(self, examples: list[Example], num_labels: int, log) -> np.ndarray:
+        """Softmax probabilities [n, labels], averaged over the fold models. `log` gets a line for rows windowed
+        around each entity and, with type-pair heads, for rows the shared head answers."""
+        max_length = self.config.train.max_length
+        dataset, stats = build_features(examples, self.tokenizer, self.config.markers, None, max_length)
+        notes = [window_note(stats, "data", max_length)]
         order = length_order(dataset)
         dataset = dataset.select(order)
         total = np.zeros((len(examples), num_labels))
         for k, (model, pairs) in enumerate(zip(self.models, self.pairs)):
             paired = add_pair_column(dataset, pairs)
+            if self.config.model.type_pair_heads:
+                notes.append(shared_head_note(paired, f"data (model {k + 1})"))
             logits = []
             starts = range(0, len(paired), self.batch_size)
             with torch.inference_mode(), autocast(self.config.train.precision, self.device):
@@ -63,6 +78,8 @@ class TransformerFolds:
                     batch = {key: value.to(self.device) for key, value in batch.items()}
                     logits.append(model(**batch)["logits"].float().cpu().numpy())
             total[order] += softmax(np.concatenate(logits).astype(np.float64))
+        for note in filter(None, notes):
+            log(note)
         return total / len(self.models)
 
 
@@ -75,7 +92,7 @@ class TfidfFolds:
             raise PipelineError(f"{run_dir}: no trained model found (expected fold*/tfidf folders)")
         self.models, self.config = [TfidfModel.load(d) for d in model_dirs], config
 
-    def __call__(self, examples: list[Example], num_labels: int) -> np.ndarray:
+    def __call__(self, examples: list[Example], num_labels: int, log) -> np.ndarray:
         rows = texts(examples, self.config.markers)
         return np.mean([model.predict_proba(rows) for model in self.models], axis=0)
 
@@ -90,21 +107,25 @@ class Predictor:
         self.config, self.label_set, self.folds, self.prior = config, label_set, folds, prior
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, batch_size: int = 64) -> Predictor:
+    def from_run(cls, run_dir: str | Path, batch_size: int | None = None) -> Predictor:
+        """The run's models; `batch_size` defaults to the run's `train.eval_batch_size`, so batches (and their
+        rounding in bf16) are the ones the run's own predictions had."""
         run_dir = Path(run_dir)
         config = load_config(run_dir / "config.yaml")
         label_set = LabelSet.from_dict(read_json(run_dir / "labels.json"))
         prior = read_json(run_dir / "prior.json")["train"] if (run_dir / "prior.json").exists() else None
-        return cls(config, label_set, SCORERS[config.model.kind](run_dir, config, batch_size), prior)
+        folds = SCORERS[config.model.kind](run_dir, config, batch_size or config.train.eval_batch_size)
+        return cls(config, label_set, folds, prior)
 
-    def predict_probs(self, examples: list[Example]) -> np.ndarray:
-        """Probabilities [n, labels], averaged over the run's fold models (no test-prior correction)."""
-        return self.folds(examples, len(self.label_set))
+    def predict_probs(self, examples: list[Example], log=None) -> np.ndarray:
+        """Probabilities [n, labels], averaged over the run's fold models (no test-prior correction). `log` gets
+        a line for rows windowed around each entity and, with type-pair heads, for rows the shared head answers."""
+        return self.folds(examples, len(self.label_set), log or (lambda message: None))
 
-    def predict_test(self, examples: list[Example]) -> np.ndarray:
+    def predict_test(self, examples: list[Example], log=None) -> np.ndarray:
         """Probabilities of a whole test file, corrected to its estimated label prior as the run's own
         submission was (`train.prior_shift`)."""
-        probs = self.predict_probs(examples)
+        probs = self.predict_probs(examples, log)
         if self.prior is None:
             return probs
         return PRIOR_SHIFTS[self.config.train.prior_shift](probs, np.asarray(self.prior))[0]
@@ -112,12 +133,12 @@ class Predictor:
     def __call__(
         self, sentence: str, subject: tuple[int, int, str], object: tuple[int, int, str]
     ) -> tuple[str, float]:
-        """Relation and probability for one sentence; entities as (start, end inclusive, type)."""
+        """Relation and probability for one sentence; entities as (start, end inclusive, type, any case)."""
         entities = []
         for role, (start, end, type_) in (("subject", subject), ("object", object)):
             if not (0 <= start <= end < len(sentence)):
                 raise PipelineError(f"{role} span ({start}, {end}) is outside the sentence (length {len(sentence)})")
-            entities.append(Entity(sentence[start : end + 1], start, end, type_))
+            entities.append(Entity(sentence[start : end + 1], start, end, type_.strip().upper()))
         probs = self.predict_probs([Example("0", sentence, entities[0], entities[1], None)])[0]
         best = int(np.argmax(probs))
         return self.label_set.names[best], float(probs[best])
@@ -128,7 +149,7 @@ def predict_file(run_dir: str | Path, data: str | Path, out: str | Path, log=pri
     predictor = Predictor.from_run(run_dir)
     cfg = predictor.config
     test = load_configured(data, cfg.data, cfg.clean, predictor.label_set)
-    ids, probs = with_quarantined_rows(test, predictor.predict_test(test.examples), log)
+    ids, probs = with_quarantined_rows(test, predictor.predict_test(test.examples, log), log)
     path = write_submission(out, ids, probs, predictor.label_set)
     problems = validate_submission(path, ids, predictor.label_set)
     if problems:

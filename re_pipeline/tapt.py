@@ -28,7 +28,7 @@ from transformers import AutoModelForMaskedLM, Trainer, TrainingArguments, XLMRo
 from .device import PRECISIONS, precision_flags
 from .errors import PipelineError
 from .models.backbone import BackboneConfig, build_config, load_pretrained
-from .typed_config import choice, option
+from .typed_config import check, choice, option
 
 
 @dataclass
@@ -51,6 +51,14 @@ class TaptConfig:
 
     def __post_init__(self) -> None:
         choice("tapt.precision", self.precision, PRECISIONS)
+        check("tapt.epochs", self.epochs > 0 or self.steps is not None, "above 0", self.epochs)
+        check("tapt.steps", self.steps is None or self.steps >= 1, "null or at least 1", self.steps)
+        check("tapt.batch_size", self.batch_size >= 1, "at least 1", self.batch_size)
+        check("tapt.learning_rate", self.learning_rate > 0, "above 0", self.learning_rate)
+        check("tapt.warmup_ratio", 0 <= self.warmup_ratio < 1, "in [0, 1)", self.warmup_ratio)
+        check("tapt.weight_decay", self.weight_decay >= 0, "at least 0", self.weight_decay)
+        check("tapt.mlm_probability", 0 < self.mlm_probability <= 1, "in (0, 1]", self.mlm_probability)
+        check("tapt.max_length", self.max_length >= 8, "at least 8", self.max_length)
 
     def total_steps(self, sentences: int) -> int:
         return self.steps if self.steps is not None else max(1, math.ceil(self.epochs * sentences / self.batch_size))

@@ -24,7 +24,7 @@ from .errors import PipelineError
 from .hf_trainer import RelationTrainer
 from .metrics import compute_metrics, softmax
 from .prior import PRIOR_SHIFTS
-from .typed_config import choice, option
+from .typed_config import check, choice, option
 
 VALIDATIONS = ("holdout", "kfold", "none")
 CURRICULA = (None, "length")
@@ -72,6 +72,35 @@ class TrainConfig:
         choice("train.curriculum", self.curriculum, CURRICULA)
         choice("train.precision", self.precision, PRECISIONS)
         choice("train.prior_shift", self.prior_shift, PRIOR_SHIFTS)
+        for key in ("batch_size", "eval_batch_size", "num_proc", "logging_steps"):
+            check(f"train.{key}", getattr(self, key) >= 1, "at least 1", getattr(self, key))
+        check("train.epochs", self.epochs > 0 or self.max_steps >= 1, "above 0", self.epochs)
+        check(
+            "train.max_steps",
+            self.max_steps == -1 or self.max_steps >= 1,
+            "-1 (run the epochs) or at least 1",
+            self.max_steps,
+        )
+        check("train.learning_rate", self.learning_rate > 0, "above 0", self.learning_rate)
+        check("train.weight_decay", self.weight_decay >= 0, "at least 0", self.weight_decay)
+        check("train.warmup_ratio", 0 <= self.warmup_ratio < 1, "in [0, 1)", self.warmup_ratio)
+        check("train.max_length", self.max_length >= 16, "at least 16", self.max_length)
+        check(
+            "train.holdout_fraction",
+            0 < self.holdout_fraction < 1,
+            "between 0 and 1 (exclusive)",
+            self.holdout_fraction,
+        )
+        check("train.folds", self.folds >= 2, "at least 2", self.folds)
+        check(
+            "train.eval_steps", self.eval_steps is None or self.eval_steps >= 1, "null or at least 1", self.eval_steps
+        )
+        check(
+            "train.early_stopping_patience",
+            self.early_stopping_patience >= 0,
+            "at least 0",
+            self.early_stopping_patience,
+        )
 
 
 def curriculum_order(lengths: list[int], epochs: int, seed: int) -> list[int]:

@@ -30,7 +30,10 @@ class CleanConfig:
     repair_offsets: bool = option(
         True, "move a wrong span to the nearest occurrence of its word; quarantine when absent"
     )
-    type_from_label: bool = option(True, "per:* => PER subject, org:* => ORG subject")
+    type_from_label: bool = option(
+        False,
+        "training rows: per:* => PER subject, org:* => ORG subject (off: on real data the label was often wrong)",
+    )
     label_subject_types: dict[str, str] = option(
         help="label prefix -> subject type, for type_from_label", factory=lambda: {"per": "PER", "org": "ORG"}
     )
@@ -49,9 +52,10 @@ class CleanConfig:
 def clean_examples(
     examples: list[Example], ledger: Ledger, config: CleanConfig, labelled: bool = True, label_rules: bool = True
 ) -> list[Example]:
-    """Run the enabled rules. Unlabelled (test) data is never deduplicated or relabelled. `label_rules=False`
-    leaves out the rules that read the gold label (type_from_label, label conflicts): the pipeline applies
-    them to the training part of each split only (`apply_label_rules`), so they never rewrite a validation row."""
+    """Run the enabled rules. Unlabelled (test) data is never deduplicated or retyped from labels.
+    `label_rules=False` leaves out the rules that read the gold label (type_from_label, label conflicts): the
+    pipeline applies them to the training part of each split only (`apply_label_rules`), so they never
+    rewrite a validation row."""
     out = []
     for ex in examples:
         if config.unicode:
@@ -85,7 +89,10 @@ def clean_examples(
 def apply_label_rules(examples: list[Example], ledger: Ledger, config: CleanConfig) -> list[Example]:
     """The rules that read the gold label: subject type from the label, then conflicting labels."""
     if config.type_from_label:
-        examples = [subject_type_from_label(ex, ledger, config.label_subject_types) for ex in examples]
+        typed = [subject_type_from_label(ex, ledger, config.label_subject_types) for ex in examples]
+        changed = sum(new is not old for new, old in zip(typed, examples))
+        ledger.note(f"type_from_label changed the subject type of {changed} row(s) (see the audit)")
+        examples = typed
     return resolve_conflicts(examples, ledger, config.conflict_policy)
 
 

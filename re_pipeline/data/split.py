@@ -17,11 +17,12 @@ group k, and trains on the rows using no word of group k; so each row is validat
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold, StratifiedShuffleSplit
+from sklearn.model_selection import StratifiedGroupKFold
 
 from .schema import Example
 
@@ -37,20 +38,39 @@ class Fold:
         return n - len(self.train) - len(self.val)
 
 
+def holdout_split(labels: list[str], groups: list[str], fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) rows, `fraction` of them validated (rounded, at least one row each side), stratified by
+    label: each label's share is its count times `fraction`, the rounding remainder going to the largest
+    remainders. Rows sharing a group go together, counted under the label of their first row."""
+    members: dict[str, list[int]] = defaultdict(list)
+    for i, group in enumerate(groups):
+        members[group].append(i)
+    strata: dict[str, list[str]] = defaultdict(list)
+    for group, rows in members.items():
+        strata[labels[rows[0]]].append(group)
+    quota = {label: fraction * sum(len(members[g]) for g in gs) for label, gs in strata.items()}
+    share = {label: int(q) for label, q in quota.items()}
+    target = min(len(labels) - 1, max(1, round(fraction * len(labels))))
+    for label in sorted(quota, key=lambda label: (share[label] - quota[label], label))[: target - sum(share.values())]:
+        share[label] += 1
+    rng, validation = np.random.default_rng(seed), []
+    for label in sorted(strata):
+        for k in rng.permutation(len(strata[label])):
+            rows = members[strata[label][k]]
+            if len(rows) <= share[label]:
+                validation += rows
+                share[label] -= len(rows)
+    validation = np.sort(np.array(validation, dtype=int))
+    return np.setdiff1d(np.arange(len(labels)), validation), validation
+
+
 def _grouped(examples: list[Example], groups: list[str], validation: str, fraction: float, folds: int, seed: int):
     labels = [ex.label for ex in examples]
     n = len(examples)
     if validation == "kfold":
         splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
         return [Fold(np.sort(a), np.sort(b)) for a, b in splitter.split(np.zeros(n), labels, groups)]
-    if len(set(groups)) == n:  # no group holds two rows: an exactly stratified hold-out of `fraction`
-        splitter = StratifiedShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
-        a, b = next(splitter.split(np.zeros(n), labels))
-    else:
-        a, b = next(
-            GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed).split(np.zeros(n), groups=groups)
-        )
-    return [Fold(np.sort(a), np.sort(b))]
+    return [Fold(*holdout_split(labels, groups, fraction, seed))]
 
 
 def random_split(examples: list[Example], validation: str, fraction: float, folds: int, seed: int) -> list[Fold]:

@@ -32,7 +32,8 @@ from .losses import LossConfig, inverse_sqrt_weights, relation_loss
 from .peft import PeftConfig, apply_peft
 from .tfidf import TfidfConfig
 
-# Finite stand-in for -inf inside the loss, so an impossible gold label gives a large, finite loss.
+# Finite stand-in for -inf inside the loss: a blocked label's zero smoothing target times its log-probability
+# is 0, not NaN.
 MASKED_LOSS_LOGIT = -1e4
 
 
@@ -240,20 +241,25 @@ class RelationModel(nn.Module):
         features = self.encode(batch)
         shared = self.classifier(features)  # (B, C)
         if self.pair_heads is None:
-            logits, loss_logits = shared, shared
-        else:
-            known = pair >= 0  # (B,)
-            pair_logits, allowed = self.pair_heads(features, pair.clamp(min=0))
-            allowed = allowed | ~known.unsqueeze(-1)
-            raw = torch.where(known.unsqueeze(-1), pair_logits, shared)
-            logits = raw.masked_fill(~allowed, float("-inf"))
-            loss_logits = raw.masked_fill(~allowed, MASKED_LOSS_LOGIT)
-        out = {"logits": logits}
+            out = {"logits": shared}
+            if labels is not None:
+                out["loss"] = relation_loss(shared, labels, self.config.loss, self.class_weights)
+            return out
+        known = pair >= 0  # (B,)
+        pair_logits, allowed = self.pair_heads(features, pair.clamp(min=0))
+        allowed = allowed | ~known.unsqueeze(-1)  # (B, C)
+        raw = torch.where(known.unsqueeze(-1), pair_logits, shared)
+        out = {"logits": raw.masked_fill(~allowed, float("-inf"))}
         if labels is not None:
-            loss = relation_loss(loss_logits, labels, self.config.loss, self.class_weights)
-            if self.pair_heads is not None:  # the shared head learns from every example, for unseen pairs
-                loss = loss + relation_loss(shared, labels, self.config.loss, self.class_weights)
-            out["loss"] = loss
+            # A gold label its pair head blocks (a validation row whose relation training never showed for its
+            # type pair) would cost about -MASKED_LOSS_LOGIT = 1e4 and swamp the evaluation loss. Such a row is
+            # scored with the shared head, the model's answer for what the pair heads do not know, so the loss
+            # stays a readable cross-entropy; its prediction still blocks the label.
+            blocked = ~allowed.gather(1, labels.clamp(min=0)[:, None])  # (B, 1)
+            loss_logits = torch.where(blocked, shared, raw.masked_fill(~allowed, MASKED_LOSS_LOGIT))
+            loss = relation_loss(loss_logits, labels, self.config.loss, self.class_weights, allowed | blocked)
+            # the shared head learns from every example, for unseen pairs
+            out["loss"] = loss + relation_loss(shared, labels, self.config.loss, self.class_weights)
         return out
 
 
