@@ -45,10 +45,10 @@ from .io_utils import atomic_dir, atomic_write, read_json, write_json
 from .labels import LabelSet
 from .metrics import compute_metrics, per_class_report
 from .models.backbone import build_encoder, default_tokenizer, load_encoder, load_tokenizer
+from .models.classical import CLASSICAL
 from .models.peft import new_token_ids, trainable_parameters
 from .models.relation import RelationModel, build_model
 from .models.store import save_relation_model
-from .models.tfidf import TfidfModel, texts
 from .prior import PRIOR_SHIFTS
 from .reports import write_reports
 from .runs import data_files, environment, new_run_id, write_metrics_log
@@ -252,33 +252,32 @@ def train_transformer(k, fold_dir, fold_train, fold_val, test_examples, test_ds,
     return val_probs, test_probs, info
 
 
-def train_tfidf(k, fold_dir, fold_train, fold_val, test_examples, test_ds, inputs: RunInputs, log):
-    """`model.kind: tfidf`: TF-IDF + logistic regression on the marked sentences, saved in `fold_dir/tfidf`."""
+def train_classical(k, fold_dir, fold_train, fold_val, test_examples, test_ds, inputs: RunInputs, log):
+    """`model.kind: tfidf | prior` (models/classical.py): fit on the fold's training rows, predict, save in the
+    kind's folder of `fold_dir`."""
     config, label_set = inputs.config, inputs.label_set
-    log(f"fold {k + 1}: TF-IDF + logistic regression on {len(fold_train):,} rows")
+    kind = CLASSICAL[config.model.kind]
+    log(f"fold {k + 1}: {config.model.kind} on {len(fold_train):,} rows")
     started = time.time()
-    model = TfidfModel.fit(
-        texts(fold_train, config.markers),
+    model = kind.model.fit(
+        kind.inputs(fold_train, config.markers),
         label_set.ids(ex.label for ex in fold_train),
         len(label_set),
-        config.model.tfidf,
+        kind.settings(config.model),
         config.seed,
     )
-    val_probs = model.predict_proba(texts(fold_val, config.markers)) if fold_val else None
-    test_probs = model.predict_proba(texts(test_examples, config.markers)) if test_examples else None
+    val_probs = model.predict_proba(kind.inputs(fold_val, config.markers)) if fold_val else None
+    test_probs = model.predict_proba(kind.inputs(test_examples, config.markers)) if test_examples else None
     if distributed().is_main_process:
-        model.save(fold_dir / "tfidf")
+        model.save(fold_dir / kind.folder)
     return (
         val_probs,
         test_probs,
-        {
-            "features": {"examples": len(fold_train), "ngrams": len(model.vectorizer.vocabulary_)},
-            "seconds": round(time.time() - started, 1),
-        },
+        {"features": {"examples": len(fold_train)}, "seconds": round(time.time() - started, 1)},
     )
 
 
-FOLD_TRAINERS = {"transformer": train_transformer, "tfidf": train_tfidf}
+FOLD_TRAINERS = {"transformer": train_transformer, **dict.fromkeys(CLASSICAL, train_classical)}
 
 
 def fit(model: RelationModel, train_ds, val_ds, test_ds, inputs: RunInputs, fold_dir: Path, k: int, log):
@@ -389,8 +388,8 @@ def prepare_run(
     config: Config, train: LoadedData, test: LoadedData | None, run_dir: Path, log, cache: Path, callbacks: tuple
 ) -> RunInputs:
     """The tokenizer (with the format's marker tokens, saved in the run folder) and the encoder's source (TAPT);
-    neither for `model.kind: tfidf`."""
-    if config.model.kind == "tfidf":
+    neither for the classical kinds (tfidf, prior)."""
+    if config.model.kind in CLASSICAL:
         return RunInputs(config, None, train.label_set, None, callbacks)
     state = distributed()
     tokenizer, source = prepare_backbone(

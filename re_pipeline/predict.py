@@ -31,9 +31,9 @@ from .errors import PipelineError
 from .io_utils import read_json
 from .labels import LabelSet
 from .metrics import softmax
+from .models.classical import CLASSICAL
 from .models.peft import merge_for_inference
 from .models.store import load_relation_model
-from .models.tfidf import TfidfModel, texts
 from .prior import PRIOR_SHIFTS
 from .submission import validate_submission, with_quarantined_rows, write_submission
 
@@ -83,21 +83,22 @@ class TransformerFolds:
         return total / len(self.models)
 
 
-class TfidfFolds:
-    """The fold models of a `model.kind: tfidf` run: probabilities averaged over them."""
+class ClassicalFolds:
+    """The fold models of a classical run (`model.kind: tfidf | prior`): probabilities averaged over them."""
 
     def __init__(self, run_dir: Path, config: Config, batch_size: int):
-        model_dirs = sorted(run_dir.glob("fold*/tfidf"))
+        self.kind, self.config = CLASSICAL[config.model.kind], config
+        model_dirs = sorted(run_dir.glob(f"fold*/{self.kind.folder}"))
         if not model_dirs:
-            raise PipelineError(f"{run_dir}: no trained model found (expected fold*/tfidf folders)")
-        self.models, self.config = [TfidfModel.load(d) for d in model_dirs], config
+            raise PipelineError(f"{run_dir}: no trained model found (expected fold*/{self.kind.folder} folders)")
+        self.models = [self.kind.model.load(d) for d in model_dirs]
 
     def __call__(self, examples: list[Example], num_labels: int, log) -> np.ndarray:
-        rows = texts(examples, self.config.markers)
-        return np.mean([model.predict_proba(rows) for model in self.models], axis=0)
+        inputs = self.kind.inputs(examples, self.config.markers)
+        return np.mean([model.predict_proba(inputs) for model in self.models], axis=0)
 
 
-SCORERS = {"transformer": TransformerFolds, "tfidf": TfidfFolds}
+SCORERS = {"transformer": TransformerFolds, **dict.fromkeys(CLASSICAL, ClassicalFolds)}
 
 
 class Predictor:

@@ -15,6 +15,7 @@ from re_pipeline.data.schema import Entity, Example
 from re_pipeline.ensemble import run_ensemble
 from re_pipeline.labels import LabelSet
 from re_pipeline.models.backbone import BackboneConfig, build_encoder
+from re_pipeline.models.pair_prior import PairPrior, PriorConfig
 from re_pipeline.models.relation import ModelConfig, RelationModel
 from re_pipeline.pipeline import run_pipeline
 from re_pipeline.predict import Predictor
@@ -114,3 +115,25 @@ def test_entity_dropout_masks_only_entity_words_and_only_in_training():
     embeds = model.encoder.get_input_embeddings()
     assert torch.equal(seen[0], model.entity_embedding(embeds(ids), roles))  # evaluation: the words
     assert torch.equal(seen[1], model.entity_embedding(embeds(dropped), roles))  # training: masked entity words
+
+
+def test_the_type_pair_prior_counts_smooths_and_falls_back_to_the_overall_prior(tmp_path):
+    keys, labels = ["PER|LOC"] * 3 + ["ORG|DAT"], [1, 1, 0, 2]
+    prior = PairPrior.fit(keys, labels, 3, PriorConfig(smoothing=1.0), seed=0)
+    overall = np.array([1, 2, 1]) / 4
+    np.testing.assert_allclose(prior.predict_proba(["PER|LOC"])[0], (np.array([1, 2, 0]) + overall) / 4)
+    np.testing.assert_allclose(prior.predict_proba(["LOC|LOC"])[0], overall)  # a pair never trained on
+    prior.save(tmp_path / "prior")
+    again = PairPrior.load(tmp_path / "prior")
+    np.testing.assert_array_equal(again.predict_proba(keys), prior.predict_proba(keys))
+
+
+def test_a_prior_run_predicts_from_the_type_pairs_alone(tmp_path):
+    run = tfidf_run(tmp_path, "prior", "model.kind=prior")
+    probs = np.load(run / "test_probs.npy")
+    test = predictor_examples(tmp_path)
+    pairs = [f"{ex.subject.type}|{ex.object.type}" for ex in test]
+    first = {}
+    for pair, row in zip(pairs, probs):
+        np.testing.assert_allclose(first.setdefault(pair, row), row)  # one distribution per type pair
+    np.testing.assert_allclose(Predictor.from_run(run).predict_test(test), probs, atol=1e-12)

@@ -29,6 +29,7 @@ from ..labels import LabelSet
 from ..typed_config import check, choice, option
 from .backbone import BackboneConfig
 from .losses import LossConfig, inverse_sqrt_weights, relation_loss
+from .pair_prior import PriorConfig
 from .peft import PeftConfig, apply_peft
 from .tfidf import TfidfConfig
 
@@ -119,7 +120,7 @@ class Head:
 
 
 HEADS: dict[str, Head] = {"linear": Head(_linear), "mlp": Head(_mlp), "lstm": Head(_linear, BiLSTM)}
-KINDS = ("transformer", "tfidf")
+KINDS = ("transformer", "tfidf", "prior")  # prior and tfidf: models/classical.py
 
 
 @dataclass
@@ -127,7 +128,8 @@ class ModelConfig:
     """The relation model over the encoder."""
 
     kind: str = option(
-        "transformer", "transformer (an encoder with a relation head) | tfidf (TF-IDF + logistic regression)"
+        "transformer",
+        "transformer (an encoder with a relation head) | tfidf (TF-IDF + logistic regression) | prior (P(relation | type pair))",
     )
     backbone: BackboneConfig = option(help="the encoder", factory=BackboneConfig)
     pooling: str = option("entity_start", "features for the classifier: " + " | ".join(POOLERS))
@@ -143,6 +145,7 @@ class ModelConfig:
     loss: LossConfig = option(help="the training loss", factory=LossConfig)
     peft: PeftConfig = option(help="parameter-efficient fine-tuning (models/peft.py)", factory=PeftConfig)
     tfidf: TfidfConfig = option(help="kind: tfidf only (models/tfidf.py)", factory=TfidfConfig)
+    prior: PriorConfig = option(help="kind: prior only (models/pair_prior.py)", factory=PriorConfig)
 
     def __post_init__(self) -> None:
         choice("model.kind", self.kind, KINDS)
