@@ -461,6 +461,7 @@ def report(run: str = RunArg, runs_dir: Path = RunsDirOpt):
 def ensemble_cmd(
     members: list[Path] = typer.Argument(..., help="run folders and/or submission CSVs"),
     method: str = typer.Option("mean", "--method", "-m", help="mean | weighted | fit-f1 | fit-auprc"),
+    pool: str = typer.Option("mean", "--pool", help="mean (soft voting) | log (weighted geometric mean)"),
     weights: str | None = typer.Option(
         None, "--weights", "-w", help="with --method weighted: one weight per member, e.g. 0.5,0.3,0.2"
     ),
@@ -474,7 +475,9 @@ def ensemble_cmd(
         parsed = [float(w) for w in weights.split(",")] if weights else None
     except ValueError:
         raise PipelineError(f"--weights must be comma-separated numbers, got {weights!r}") from None
-    run_dir = run_ensemble(members, method, parsed, resolve_label_set(labels, []), runs_dir, submissions_dir, log=_log)
+    run_dir = run_ensemble(
+        members, method, parsed, resolve_label_set(labels, []), runs_dir, submissions_dir, log=_log, pool=pool
+    )
     summary, result = run_summary(run_dir), read_json(run_dir / "result.json")
     print_table(f"ensemble ({method}): weights and out-of-fold metrics", cells(summary["ensemble members"]))
     in_sample = result["ensemble"].get("in_sample_metrics")

@@ -26,6 +26,7 @@ from .runs import environment, finished, new_run_id, read_oof
 from .submission import read_submission, validate_submission, write_submission
 
 METHODS = ("mean", "weighted", "fit-f1", "fit-auprc")
+FLOOR = 1e-12  # log pooling: a probability of 0 (a relation a pair head forbids) counts as this
 FIT_METRIC = {"fit-f1": "micro_f1", "fit-auprc": "auprc"}
 CROSS_FIT_PARTS = 5  # a fitted ensemble is scored on each fifth of the rows with weights fit on the other four
 
@@ -107,16 +108,31 @@ def oof_stack(members: list[Member]) -> tuple[np.ndarray, np.ndarray]:
     return stack, rows
 
 
+def pool_mean(weights: np.ndarray, stack: np.ndarray) -> np.ndarray:
+    """The weighted mean of the members' probabilities (soft voting); stack: [members, rows, labels]."""
+    return np.tensordot(weights, stack, axes=1)
+
+
+def pool_log(weights: np.ndarray, stack: np.ndarray) -> np.ndarray:
+    """The weighted geometric mean, renormalised (a product of experts): a member sure a relation is wrong
+    vetoes it, where soft voting would only halve it."""
+    logits = np.tensordot(weights, np.log(np.clip(stack, FLOOR, None)), axes=1)
+    return softmax(logits)
+
+
+POOLS = {"mean": pool_mean, "log": pool_log}
+
+
 def score(metric: str, gold: np.ndarray, probs: np.ndarray) -> float:
     return micro_f1(gold, probs.argmax(axis=1), probs.shape[1]) if metric == "micro_f1" else auprc(gold, probs)
 
 
-def fit_weights(oof: np.ndarray, gold: np.ndarray, metric: str) -> np.ndarray:
-    """Weights maximising `metric` of the weighted out-of-fold mean; never below the best single member."""
+def fit_weights(oof: np.ndarray, gold: np.ndarray, metric: str, pool: str = "mean") -> np.ndarray:
+    """Weights maximising `metric` of the out-of-fold rows pooled with them; never below the best single member."""
     n = len(oof)
 
     def loss(theta: np.ndarray) -> float:
-        return -score(metric, gold, np.tensordot(softmax(theta), oof, axes=1))
+        return -score(metric, gold, POOLS[pool](softmax(theta), oof))
 
     singles = [score(metric, gold, member) for member in oof]
     starts = [np.zeros(n)] + [5.0 * one_hot for one_hot in np.eye(n)]
@@ -133,7 +149,9 @@ def fit_weights(oof: np.ndarray, gold: np.ndarray, metric: str) -> np.ndarray:
     return softmax(best.x) if -best.fun >= max(singles) else np.eye(n)[int(np.argmax(singles))]
 
 
-def cross_fitted(oof: np.ndarray, gold: np.ndarray, metric: str, parts: int, seed: int = 0) -> np.ndarray:
+def cross_fitted(
+    oof: np.ndarray, gold: np.ndarray, metric: str, parts: int, seed: int = 0, pool: str = "mean"
+) -> np.ndarray:
     """Combined out-of-fold probabilities [rows, labels] where each row's weights were fit without it: rows are
     dealt into `parts` parts, label by label after a seeded shuffle (stratified), and each part gets the
     weights `fit_weights` finds on the others. Their score is not the score of the rows the weights fit."""
@@ -144,12 +162,17 @@ def cross_fitted(oof: np.ndarray, gold: np.ndarray, metric: str, parts: int, see
     combined = np.empty(oof.shape[1:])
     for k in range(parts):
         held = part == k
-        combined[held] = np.tensordot(fit_weights(oof[:, ~held], gold[~held], metric), oof[:, held], axes=1)
+        combined[held] = POOLS[pool](fit_weights(oof[:, ~held], gold[~held], metric, pool), oof[:, held])
     return combined
 
 
 def choose_weights(
-    method: str, weights: list[float] | None, members: list[Member], oof: np.ndarray | None, gold: np.ndarray | None
+    method: str,
+    weights: list[float] | None,
+    members: list[Member],
+    oof: np.ndarray | None,
+    gold: np.ndarray | None,
+    pool: str = "mean",
 ) -> np.ndarray:
     if method == "mean":
         return np.full(len(members), 1 / len(members))
@@ -160,7 +183,7 @@ def choose_weights(
                 f"--weights needs {len(members)} non-negative numbers with a positive sum, got {weights}"
             )
         return w / w.sum()
-    return fit_weights(oof, gold, FIT_METRIC[method])
+    return fit_weights(oof, gold, FIT_METRIC[method], pool)
 
 
 def run_ensemble(
@@ -171,13 +194,17 @@ def run_ensemble(
     runs_dir: Path = Path("runs"),
     submissions_dir: Path = Path("submissions"),
     log=print,
+    pool: str = "mean",
 ) -> Path:
-    """Combine members into `runs/<id>-ensemble/` and a validated `submissions/<id>-ensemble.csv`."""
+    """Combine members into `runs/<id>-ensemble/` and a validated `submissions/<id>-ensemble.csv`; `pool`:
+    mean (soft voting) or log (weighted geometric mean)."""
     started = time.time()
     if len(paths) < 2:
         raise PipelineError("an ensemble needs at least two members")
     if method not in METHODS:
         raise PipelineError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
+    if pool not in POOLS:
+        raise PipelineError(f"unknown pool {pool!r}; use one of {', '.join(POOLS)}")
     if (weights is not None) != (method == "weighted"):
         raise PipelineError("--weights goes with --method weighted, which needs them")
     members = [load_member(Path(p), labels or LabelSet.klue()) for p in paths]
@@ -192,8 +219,8 @@ def run_ensemble(
             raise PipelineError(f"{method} fits weights on out-of-fold predictions: {exc}") from None
         log(f"no out-of-fold scores: {exc}")
         oof = rows = gold = None
-    w = choose_weights(method, weights, members, oof[:, rows] if oof is not None else None, gold)
-    probs = np.tensordot(w, np.stack([m.probs for m in members]), axes=1)
+    w = choose_weights(method, weights, members, oof[:, rows] if oof is not None else None, gold, pool)
+    probs = POOLS[pool](w, np.stack([m.probs for m in members]))
     probs /= probs.sum(axis=1, keepdims=True)
 
     run_dir = runs_dir / new_run_id("ensemble")
@@ -209,11 +236,12 @@ def run_ensemble(
     info = {
         "members": [m.name for m in members],
         "method": method,
+        "pool": pool,
         "weights": [float(x) for x in w],
         "member_metrics": None,
     }
     if oof is not None:
-        combined = np.tensordot(w, oof, axes=1)  # NaN where any member is NaN
+        combined = POOLS[pool](w, oof)  # NaN where any member is NaN
         result["metrics"] = compute_metrics(gold, combined[rows])
         if (
             method in FIT_METRIC
@@ -222,7 +250,7 @@ def run_ensemble(
             if parts < 2:
                 raise PipelineError(f"{method}: one out-of-fold row validated by every member is too few to score")
             info["in_sample_metrics"] = result["metrics"]
-            combined[rows] = cross_fitted(oof[:, rows], gold, FIT_METRIC[method], parts)
+            combined[rows] = cross_fitted(oof[:, rows], gold, FIT_METRIC[method], parts, pool=pool)
             result["metrics"] = compute_metrics(gold, combined[rows])
             info["scored"] = (
                 f"cross-fitted: each of {parts} parts of the out-of-fold rows scored with weights fit on the other "
