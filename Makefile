@@ -62,9 +62,9 @@ tapt: install
 predict: install
 	$(BIN)/re-pipeline predict $(RUN) --data $(DATA)
 
-# make ensemble MEMBERS="runs/a runs/b sub.csv" [METHOD=mean|weighted|fit-f1|fit-auprc] [WEIGHTS=0.5,0.3,0.2]
+# make ensemble MEMBERS="runs/a runs/b sub.csv" [METHOD=mean|weighted|fit-f1|fit-auprc] [WEIGHTS=0.5,0.3,0.2] [POOL=mean|log]
 ensemble: install
-	$(BIN)/re-pipeline ensemble $(MEMBERS) --method $(or $(METHOD),mean) $(if $(WEIGHTS),--weights $(WEIGHTS))
+	$(BIN)/re-pipeline ensemble $(MEMBERS) --method $(or $(METHOD),mean) --pool $(or $(POOL),mean) $(if $(WEIGHTS),--weights $(WEIGHTS))
 
 # make hpsearch CONFIG=configs/x.yaml [TRIALS=20] [STORAGE=sqlite:///runs/hpsearch/x.db] [STUDY=x]: the config's search.space
 hpsearch: install

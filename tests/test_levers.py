@@ -13,10 +13,12 @@ from re_pipeline.data.morphemes import space_examples, space_sentences
 from re_pipeline.data.sample import write_sample
 from re_pipeline.data.schema import Entity, Example
 from re_pipeline.ensemble import run_ensemble
+from re_pipeline.errors import PipelineError
 from re_pipeline.labels import LabelSet
 from re_pipeline.models.backbone import BackboneConfig, build_encoder
 from re_pipeline.models.pair_prior import PairPrior, PriorConfig
 from re_pipeline.models.relation import ModelConfig, RelationModel
+from re_pipeline.models.tfidf import TfidfConfig, TfidfModel
 from re_pipeline.pipeline import run_pipeline
 from re_pipeline.predict import Predictor
 from re_pipeline.submission import read_submission, validate_submission
@@ -137,3 +139,22 @@ def test_a_prior_run_predicts_from_the_type_pairs_alone(tmp_path):
     for pair, row in zip(pairs, probs):
         np.testing.assert_allclose(first.setdefault(pair, row), row)  # one distribution per type pair
     np.testing.assert_allclose(Predictor.from_run(run).predict_test(test), probs, atol=1e-12)
+
+
+def test_tfidf_views_are_separate_vocabularies_and_reload_exactly(tmp_path):
+    pytest.importorskip("kiwipiepy", reason="kiwipiepy (a dependency) is not installed on this machine")
+    rows = ["PER|LOC @ 이순신 @은 # 한산도 #에서 싸웠다.", "ORG|DAT @ 삼성전자 @는 # 1969년 #에 세워졌다."] * 3
+    labels = [1, 2] * 3
+    config = TfidfConfig(views=["char", "word", "morpheme"], min_df=1)
+    model = TfidfModel.fit(rows, labels, 4, config, seed=0)
+    assert set(model.vectorizers) == {"char", "word", "morpheme"}
+    assert "이순신/NNP" in model.vectorizers["morpheme"].vocabulary_ and "@은" in model.vectorizers["word"].vocabulary_
+    model.save(tmp_path / "tfidf")
+    again = TfidfModel.load(tmp_path / "tfidf")
+    np.testing.assert_array_equal(again.predict_proba(rows), model.predict_proba(rows))
+    assert model.predict_proba(rows)[:, [0, 3]].sum() == 0  # labels never trained on get 0
+
+
+def test_a_tfidf_view_outside_the_table_is_refused():
+    with pytest.raises(PipelineError, match="some of char, word, morpheme"):
+        TfidfConfig(views=["bert"])

@@ -1,10 +1,11 @@
-"""Morpheme spacing (`markers.morphemes`): a space at every Korean morpheme boundary Kiwi finds inside a
+"""Korean morphemes from Kiwi. Morpheme spacing (`markers.morphemes`): a space at every Korean morpheme boundary Kiwi finds inside a
 written word, so the offline tokenizer learns and reads morpheme pieces (이순신은 -> 이순신 은, 쓰고 -> 쓰 고),
 as KLUE's own tokenizers were morpheme-aware. Entity words are never split: boundaries inside them are
 skipped, and their offsets move with the inserted spaces.
 
 Kiwi (`kiwipiepy`, a maintained Korean morphological analyzer whose model ships as a package) finds the
-boundaries; results are cached per sentence for the life of the process.
+boundaries and the tagged morphemes of the TF-IDF morpheme view; results are cached per text for the life of
+the process.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ def _kiwi():
 
 
 _BOUNDARIES: dict[str, tuple[int, ...]] = {}
+_TOKENS: dict[str, str] = {}
 
 
 def boundaries(sentences: list[str]) -> list[tuple[int, ...]]:
@@ -55,3 +57,12 @@ def space_examples(examples: list[Example]) -> list[Example]:
         keep = [c for c in cuts if not any(start < c <= end for start, end in inside)]
         out.append(edit(ex, [(c, c, " ") for c in keep]) if keep else ex)
     return out
+
+
+def morpheme_tokens(texts: list[str]) -> list[str]:
+    """Each text as Kiwi's morphemes with their tags, space-separated: "이순신/NNP 은/JX ..." (the TF-IDF
+    morpheme view)."""
+    todo = [t for t in dict.fromkeys(texts) if t not in _TOKENS]
+    for text, tokens in zip(todo, _kiwi().tokenize(todo)):
+        _TOKENS[text] = " ".join(f"{t.form}/{t.tag}" for t in tokens)
+    return [_TOKENS[t] for t in texts]
