@@ -55,7 +55,7 @@ from .runs import data_files, environment, new_run_id, write_metrics_log
 from .shift import shift_tables, weights_like_test
 from .submission import validate_submission, with_quarantined_rows, write_submission
 from .tapt import run_tapt
-from .train import last_checkpoint, make_trainer, predict_probs
+from .train import REFIT, last_checkpoint, make_trainer, predict_probs
 
 CACHE = Path(".cache")  # trained tokenizers and TAPT checkpoints, keyed by their inputs
 
@@ -378,7 +378,15 @@ def run_pipeline(
         if fold.test_probs is not None:
             test_probs.append(fold.test_probs)
         folds[f"fold{k}"] = fold.info
-    if not main or only_folds is not None:
+    if only_folds is not None:
+        return run_dir
+    refit = t.refit == "always" or (t.refit == "auto" and config.model.kind in CLASSICAL)
+    if refit and test_examples and any(len(split.val) for split in splits):
+        log(f"refit: every row ({len(examples):,}) trains the model that predicts the test")
+        set_seed(config.seed)
+        whole = train_fold(len(splits), run_dir / REFIT, examples, [], test_examples, test_ds, inputs, log)
+        test_probs, folds[REFIT] = [whole.test_probs], whole.info
+    if not main:
         return run_dir
     write_results(config, run_dir, submissions_dir, train, test, splits[0], oof, test_probs, folds, started, log)
     return run_dir
@@ -420,8 +428,8 @@ def write_results(
 ) -> None:
     """Out-of-fold metrics (raw, and reweighted to the test's type pairs and sources), reports, the shift table
     (the first fold's training and validation rows against the test's), the submission (fold models' test
-    probabilities averaged, prior-corrected with `train.prior_shift`), and `result.json`, written last: a
-    run folder with result.json is finished."""
+    probabilities averaged, or the `train.refit` model's alone; prior-corrected with `train.prior_shift`), and
+    `result.json`, written last: a run folder with result.json is finished."""
     label_set, examples = train.label_set, train.examples
     test_examples = test.examples if test else []
     labels = [ex.label for ex in examples]

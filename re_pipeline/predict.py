@@ -36,16 +36,23 @@ from .models.peft import merge_for_inference
 from .models.store import load_relation_model
 from .prior import PRIOR_SHIFTS
 from .submission import validate_submission, with_quarantined_rows, write_submission
+from .train import REFIT
+
+
+def model_dirs(run_dir: Path, folder: str) -> list[Path]:
+    """The run's models that predict: the `train.refit` model alone when there is one, else every fold's."""
+    refit = run_dir / REFIT / folder
+    found = [refit] if refit.exists() else sorted(run_dir.glob(f"fold*/{folder}"))
+    if not found:
+        raise PipelineError(f"{run_dir}: no trained model found (expected fold*/{folder} or {REFIT}/{folder})")
+    return found
 
 
 class TransformerFolds:
     """The fold models of a `model.kind: transformer` run: probabilities averaged over them."""
 
     def __init__(self, run_dir: Path, config: Config, batch_size: int):
-        model_dirs = sorted(run_dir.glob("fold*/model"))
-        if not model_dirs:
-            raise PipelineError(f"{run_dir}: no trained model found (expected fold*/model folders)")
-        loaded = [load_relation_model(d) for d in model_dirs]
+        loaded = [load_relation_model(d) for d in model_dirs(run_dir, "model")]
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         # Merged LoRA weights round differently in bf16: merge only in fp32, where it changes nothing.
         merge = resolve_precision(config.train.precision) == "fp32"
@@ -88,10 +95,7 @@ class ClassicalFolds:
 
     def __init__(self, run_dir: Path, config: Config, batch_size: int):
         self.kind, self.config = CLASSICAL[config.model.kind], config
-        model_dirs = sorted(run_dir.glob(f"fold*/{self.kind.folder}"))
-        if not model_dirs:
-            raise PipelineError(f"{run_dir}: no trained model found (expected fold*/{self.kind.folder} folders)")
-        self.models = [self.kind.model.load(d) for d in model_dirs]
+        self.models = [self.kind.model.load(d) for d in model_dirs(run_dir, self.kind.folder)]
 
     def __call__(self, examples: list[Example], num_labels: int, log) -> np.ndarray:
         inputs = self.kind.inputs(examples, self.config.markers)

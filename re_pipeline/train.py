@@ -30,6 +30,10 @@ VALIDATIONS = ("holdout", "kfold", "none")
 CURRICULA = (None, "length")
 
 
+REFIT = "refit"  # the run folder's subfolder of the model `train.refit` trains on every row
+REFITS = ("auto", "always", "never")
+
+
 @dataclass
 class TrainConfig:
     """Fine-tuning settings."""
@@ -45,9 +49,20 @@ class TrainConfig:
     gradient_accumulation: int = option(1, "steps whose gradients add up before each optimizer step")
     max_length: int = option(256, "tokens per input; longer inputs keep a window around the entities")
     validation: str = option("holdout", "holdout | kfold | none")
-    split: str = option("random", "which rows validate: " + " | ".join(SPLITS) + " (data/split.py)")
+    split: str = option(
+        "entity",
+        "which rows validate: "
+        + " | ".join(SPLITS)
+        + " (data/split.py). entity: it ranks systems like the public leaderboard (rank correlation 0.89 "
+        "micro-F1 / 0.93 AUPRC over 12 systems; random 0.83 / 0.23), bench/agreement/",
+    )
     holdout_fraction: float = option(0.2, "share of rows validated with validation: holdout")
     folds: int = option(5, "folds with validation: kfold")
+    refit: str = option(
+        "auto",
+        "after validation, train once more on every row and predict the test with that model alone (the "
+        "validated folds keep the scores): auto (for the classical kinds, whose fit takes minutes) | always | never",
+    )
     eval_steps: int | None = option(None, "evaluate every N steps (null: every epoch)")
     early_stopping_patience: int = option(3, "evaluations without a better micro-F1 before stopping (0: never)")
     group_by_length: bool = option(True, "batches of similar length (less padding)")
@@ -92,6 +107,7 @@ class TrainConfig:
             self.holdout_fraction,
         )
         check("train.folds", self.folds >= 2, "at least 2", self.folds)
+        choice("train.refit", self.refit, REFITS)
         check(
             "train.eval_steps", self.eval_steps is None or self.eval_steps >= 1, "null or at least 1", self.eval_steps
         )

@@ -104,7 +104,7 @@ def test_rendering_states_medians_ranges_ratios_and_what_was_not_measured():
     assert "Two processes run at 0.75× the speed of one on the same cores" in text
     assert "Not measured yet: `python bench/suite.py --only quality`." in text
     assert text.count("## ") == len(suite.SECTIONS)
-    assert "Not measured yet: no session so far has been lent a GPU machine." in text
+    assert "Not measured yet: the suite's GPU section has not run on a lent GPU machine." in text
 
 
 def test_the_quality_table_states_the_margin_over_tf_idf_and_each_epoch():

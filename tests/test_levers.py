@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from re_pipeline.config import load_config
+from re_pipeline.data.markers import MarkerConfig
 from re_pipeline.data.morphemes import space_examples, space_sentences
 from re_pipeline.data.sample import write_sample
 from re_pipeline.data.schema import Entity, Example
@@ -18,7 +19,7 @@ from re_pipeline.labels import LabelSet
 from re_pipeline.models.backbone import BackboneConfig, build_encoder
 from re_pipeline.models.pair_prior import PairPrior, PriorConfig
 from re_pipeline.models.relation import ModelConfig, RelationModel
-from re_pipeline.models.tfidf import TfidfConfig, TfidfModel
+from re_pipeline.models.tfidf import TfidfConfig, TfidfInputs, TfidfModel, texts
 from re_pipeline.pipeline import run_pipeline
 from re_pipeline.predict import Predictor
 from re_pipeline.submission import read_submission, validate_submission
@@ -143,12 +144,19 @@ def test_a_prior_run_predicts_from_the_type_pairs_alone(tmp_path):
 
 def test_tfidf_views_are_separate_vocabularies_and_reload_exactly(tmp_path):
     pytest.importorskip("kiwipiepy", reason="kiwipiepy (a dependency) is not installed on this machine")
-    rows = ["PER|LOC @ 이순신 @은 # 한산도 #에서 싸웠다.", "ORG|DAT @ 삼성전자 @는 # 1969년 #에 세워졌다."] * 3
+    examples = [
+        Example("0", "이순신은 한산도에서 싸웠다.", Entity("이순신", 0, 2, "PER"), Entity("한산도", 5, 7, "LOC"), "x"),
+        Example(
+            "1", "삼성전자는 1969년에 세워졌다.", Entity("삼성전자", 0, 3, "ORG"), Entity("1969년", 6, 10, "DAT"), "y"
+        ),
+    ] * 3
+    rows = texts(examples, MarkerConfig(format="entity_marker_punct"))
     labels = [1, 2] * 3
     config = TfidfConfig(views=["char", "word", "morpheme"], min_df=1)
     model = TfidfModel.fit(rows, labels, 4, config, seed=0)
     assert set(model.vectorizers) == {"char", "word", "morpheme"}
-    assert "이순신/NNP" in model.vectorizers["morpheme"].vocabulary_ and "@은" in model.vectorizers["word"].vocabulary_
+    assert "<S:PER> 이순신/NNP" in model.vectorizers["morpheme"].vocabulary_
+    assert "@은" in model.vectorizers["word"].vocabulary_ and "PER|LOC" in model.vectorizers["word"].vocabulary_
     model.save(tmp_path / "tfidf")
     again = TfidfModel.load(tmp_path / "tfidf")
     np.testing.assert_array_equal(again.predict_proba(rows), model.predict_proba(rows))
@@ -158,3 +166,47 @@ def test_tfidf_views_are_separate_vocabularies_and_reload_exactly(tmp_path):
 def test_a_tfidf_view_outside_the_table_is_refused():
     with pytest.raises(PipelineError, match="some of char, word, morpheme"):
         TfidfConfig(views=["bert"])
+
+
+def test_the_prior_weight_mixes_the_type_pair_prior_into_tfidf_and_survives_a_reload(tmp_path):
+    pairs = ["PER|LOC", "PER|LOC", "ORG|DAT", "ORG|DAT"] * 3
+    rows = TfidfInputs(pairs, ["가 는 서울", "나 는 부산", "다 는 1990년", "라 는 2000년"] * 3, [])
+    labels = [1, 1, 0, 2] * 3
+    plain = TfidfModel.fit(rows, labels, 3, TfidfConfig(views=["word"], min_df=1, prior_weight=0), seed=0)
+    mixed = TfidfModel.fit(rows, labels, 3, TfidfConfig(views=["word"], min_df=1, prior_weight=0.25), seed=0)
+    prior = PairPrior.fit(pairs, labels, 3, PriorConfig(), seed=0)
+    queries = TfidfInputs(["PER|LOC", "LOC|LOC"], ["마 는 대구", "바"], [])
+    expected = 0.75 * plain.predict_proba(queries) + 0.25 * prior.predict_proba(queries.pairs)
+    np.testing.assert_allclose(mixed.predict_proba(queries), expected)
+    mixed.save(tmp_path / "m")
+    np.testing.assert_allclose(TfidfModel.load(tmp_path / "m").predict_proba(queries), expected)
+    with pytest.raises(PipelineError, match="model.tfidf.prior_weight"):
+        TfidfConfig(prior_weight=1.5)
+
+
+def test_the_morpheme_view_tags_the_entity_morphemes_with_role_and_type():
+    pytest.importorskip("kiwipiepy", reason="kiwipiepy (a dependency) is not installed on this machine")
+    from re_pipeline.data.morphemes import entity_morphemes
+
+    sentence = "이순신은 조선 중기의 무신이다."
+    ex = Example("0", sentence, Entity("이순신", 0, 2, "PER"), Entity("무신", 11, 12, "POH"), "per:title")
+    (doc,) = entity_morphemes([ex])
+    words = doc.split()
+    assert words[:3] == ["<S:PER>", "이순신/NNP", "</S>"] and words[3].startswith("은/")
+    inside = words[words.index("<O:POH>") + 1 : words.index("</O>")]
+    assert "".join(w.split("/")[0] for w in inside) == "무신"
+
+
+def test_refit_predicts_the_test_with_one_model_trained_on_every_row(tmp_path):
+    run = tfidf_run(tmp_path, "refit", "model.tfidf.views=[word]", "train.refit=auto")
+    result = json.loads((run / "result.json").read_text())
+    rows = result["folds"]["refit"]["features"]["examples"]
+    assert rows == result["folds"]["fold0"]["rows"]["train"] + result["folds"]["fold0"]["rows"]["validation"]
+    refit = TfidfModel.load(run / "refit" / "tfidf")
+    test = predictor_examples(tmp_path)
+    inputs = texts(test, load_config(run / "config.yaml").markers)
+    expected = refit.predict_proba(inputs)
+    np.testing.assert_allclose(np.load(run / "refit" / "test_probs.npy"), expected, atol=1e-12)
+    np.testing.assert_allclose(Predictor.from_run(run).predict_test(test), np.load(run / "test_probs.npy"), atol=1e-12)
+    fold_model = TfidfModel.load(run / "fold0" / "tfidf")
+    assert not np.allclose(fold_model.predict_proba(inputs), expected)  # the refit model predicts, not the fold's

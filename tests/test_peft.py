@@ -298,6 +298,8 @@ def test_lora_run_end_to_end_saves_a_small_fold_model_that_predicts_like_the_run
         "model.backbone.num_layers=1",
         "model.backbone.num_heads=2",
         "model.backbone.intermediate_size=64",
+        "model.kind=transformer",
+        "train.split=random",
         "tapt.enabled=false",
         "train.max_steps=4",
         "train.eval_steps=2",

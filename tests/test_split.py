@@ -131,6 +131,7 @@ def test_augmented_rows_are_never_validated_and_label_rules_touch_training_rows_
         "model.backbone.num_layers=1",
         "model.backbone.num_heads=2",
         "model.backbone.intermediate_size=64",
+        "model.kind=transformer",
         "tapt.enabled=false",
         "train.max_steps=2",
         "train.batch_size=16",

@@ -22,19 +22,24 @@ def _kiwi():
     return Kiwi()
 
 
-_BOUNDARIES: dict[str, tuple[int, ...]] = {}
-_TOKENS: dict[str, str] = {}
+_ANALYSES: dict[str, tuple[tuple[str, str, int, int], ...]] = {}
+
+
+def analyses(sentences: list[str]) -> list[tuple[tuple[str, str, int, int], ...]]:
+    """Kiwi's morphemes of each sentence: (form, tag, start, length) with character offsets."""
+    todo = [s for s in dict.fromkeys(sentences) if s not in _ANALYSES]
+    for sentence, tokens in zip(todo, _kiwi().tokenize(todo)):
+        _ANALYSES[sentence] = tuple((t.form, t.tag, t.start, t.len) for t in tokens)
+    return [_ANALYSES[s] for s in sentences]
 
 
 def boundaries(sentences: list[str]) -> list[tuple[int, ...]]:
     """Positions inside a written word (not after whitespace) where Kiwi starts a new morpheme."""
-    todo = [s for s in dict.fromkeys(sentences) if s not in _BOUNDARIES]
-    for sentence, tokens in zip(todo, _kiwi().tokenize(todo)):
-        starts = {t.start for t in tokens if 0 < t.start < len(sentence) and t.len > 0}
-        _BOUNDARIES[sentence] = tuple(
-            sorted(p for p in starts if not sentence[p - 1].isspace() and not sentence[p].isspace())
-        )
-    return [_BOUNDARIES[s] for s in sentences]
+    out = []
+    for sentence, tokens in zip(sentences, analyses(sentences)):
+        starts = {start for _, _, start, length in tokens if 0 < start < len(sentence) and length > 0}
+        out.append(tuple(sorted(p for p in starts if not sentence[p - 1].isspace() and not sentence[p].isspace())))
+    return out
 
 
 def space_sentences(sentences: list[str]) -> list[str]:
@@ -59,10 +64,25 @@ def space_examples(examples: list[Example]) -> list[Example]:
     return out
 
 
-def morpheme_tokens(texts: list[str]) -> list[str]:
-    """Each text as Kiwi's morphemes with their tags, space-separated: "이순신/NNP 은/JX ..." (the TF-IDF
-    morpheme view)."""
-    todo = [t for t in dict.fromkeys(texts) if t not in _TOKENS]
-    for text, tokens in zip(todo, _kiwi().tokenize(todo)):
-        _TOKENS[text] = " ".join(f"{t.form}/{t.tag}" for t in tokens)
-    return [_TOKENS[t] for t in texts]
+def entity_morphemes(examples: list[Example]) -> list[str]:
+    """Each row's sentence as Kiwi's form/TAG morphemes, space-separated, those overlapping the subject or the
+    object wrapped in role-and-type tags: "<S:PER> 이순신/NNP </S> 은/JX ..." (the TF-IDF morpheme view). The
+    sentence is analysed whole, so particles keep their context."""
+    out = []
+    for ex, tokens in zip(examples, analyses([ex.sentence for ex in examples])):
+        spans = [(ex.subject, "S"), (ex.object, "O")]
+        words, current = [], None
+        for form, tag, start, length in tokens:
+            end = start + max(length, 1) - 1
+            role = next(((e, r) for e, r in spans if start <= e.end and end >= e.start), None)
+            if role != current:
+                if current is not None:
+                    words.append(f"</{current[1]}>")
+                if role is not None:
+                    words.append(f"<{role[1]}:{role[0].type}>")
+                current = role
+            words.append(f"{form}/{tag}")
+        if current is not None:
+            words.append(f"</{current[1]}>")
+        out.append(" ".join(words))
+    return out
