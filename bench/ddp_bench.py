@@ -51,7 +51,7 @@ def samples_per_second(processes: int, data: str, steps: int) -> float:
             *launcher,
             "train",
             "-c",
-            "configs/default.yaml",
+            "configs/transformer.yaml",
             "--run-dir",
             str(run_dir),
             *[a for s in sets for a in ("--set", s)],

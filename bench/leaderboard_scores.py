@@ -1,12 +1,13 @@
-"""Public-leaderboard scores of sweep runs, beside their validation scores.
+"""Public-leaderboard scores of runs, beside their validation scores.
 
-Reads bench/sweep.py's results JSON and test probabilities (.npz), writes one submission CSV per run under
-submissions/sweep/ (ids from the test file, in its order) and scores each with ../shared/tools/leaderboard.py,
-as the competition's public board did. The public labels are read by that tool only: nothing here trains,
-tunes or selects on them.
+Sweep mode reads bench/sweep.py's results JSON and test probabilities (.npz), writes one submission CSV per run
+under submissions/sweep/ (ids from the test file, in its order); `--runs` reads finished run folders and their
+submissions. Each submission is scored with ../shared/tools/leaderboard.py, as the competition's public board
+did. The public labels are read by that tool only: nothing here trains, tunes or selects on them.
 
 Usage: python bench/leaderboard_scores.py results.json probs.npz [--test ../shared/data/klue-re/test_data.csv]
            [--out scores.json]
+       python bench/leaderboard_scores.py --runs RUN_DIR [RUN_DIR ...] [--out scores.json]
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from re_pipeline.labels import LabelSet
 from re_pipeline.submission import write_submission
@@ -39,13 +41,43 @@ def public_score(path: Path) -> dict:
     return {"public_micro_f1": f1, "public_auprc": auprc}
 
 
+def score_runs(run_dirs: list[Path]) -> dict[str, dict]:
+    """Each finished run's validation scores (raw and reweighted), settings that tell runs apart, wall time and
+    public-leaderboard scores, by run folder name."""
+    rows = {}
+    for run in run_dirs:
+        result = json.loads((run / "result.json").read_text(encoding="utf-8"))
+        config = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+        val, rew = result.get("metrics") or {}, result.get("metrics_reweighted") or {}
+        rows[run.name] = {
+            "kind": config["model"]["kind"],
+            "split": config["train"]["split"],
+            "val_micro_f1": val.get("micro_f1"),
+            "val_auprc": val.get("auprc"),
+            "reweighted_micro_f1": rew.get("micro_f1"),
+            "reweighted_auprc": rew.get("auprc"),
+            **public_score(Path(result["submission"])),
+            "seconds": result.get("seconds"),
+        }
+        print(run.name, json.dumps(rows[run.name]), flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("results", type=Path)
-    parser.add_argument("probs", type=Path)
+    parser.add_argument("results", type=Path, nargs="?")
+    parser.add_argument("probs", type=Path, nargs="?")
+    parser.add_argument("--runs", type=Path, nargs="+", help="finished run folders")
     parser.add_argument("--test", type=Path, default=SHARED / "data" / "klue-re" / "test_data.csv")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    if args.runs:
+        rows = score_runs(args.runs)
+        if args.out:
+            args.out.write_text(json.dumps(rows, indent=1), encoding="utf-8")
+        return
+    if not (args.results and args.probs):
+        parser.error("give results.json and probs.npz, or --runs")
     results = json.loads(args.results.read_text(encoding="utf-8"))
     probs = np.load(args.probs)
     ids = [row["id"] for row in csv.DictReader(open(args.test, encoding="utf-8"))]

@@ -74,7 +74,7 @@ class StageMeter:
         }
 
 
-def main(data: str, config_path: str = "configs/default.yaml", extra: tuple[str, ...] = ()) -> dict:
+def main(data: str, config_path: str = "configs/transformer.yaml", extra: tuple[str, ...] = ()) -> dict:
     from re_pipeline.config import load_config
     from re_pipeline.pipeline import run_pipeline
 

@@ -3,7 +3,7 @@ with length grouping versus padding every batch to the longest row of the datase
 baseline did), measured side by side in one run. Inference reads rows shortest first (as
 `predict_probs` and `Predictor` do) versus in file order padded to the max.
 
-The model is configs/default.yaml's. Sizes: `default` (the offline 4 x 256 encoder), `base` and `large` (xlm-roberta-base / -large shapes,
+The model is configs/transformer.yaml's. Sizes: `default` (the offline 4 x 256 encoder), `base` and `large` (xlm-roberta-base / -large shapes,
 freshly initialised: no download; the vocabulary is the offline 16k one, and embedding lookups cost
 no FLOPs). On a GPU, `--bf16` trains under bf16 autocast, and the model FLOPs utilisation is reported:
 6 x (non-embedding parameters) x (real tokens) + 12 x layers x width x sum(length^2) for attention,
@@ -45,7 +45,7 @@ from re_pipeline.models.backbone import BackboneConfig, build_encoder, default_t
 from re_pipeline.models.relation import build_model
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "klue-re"
-DEFAULT = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
+DEFAULT = Path(__file__).resolve().parents[1] / "configs" / "transformer.yaml"
 ROWS, STEPS, BATCH, EVAL_ROWS, EVAL_BATCH = 4096, 30, 32, 2048, 128
 SIZES = {
     "default": {},

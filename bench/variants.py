@@ -1,4 +1,4 @@
-"""Variants of configs/default.yaml on the KLUE-RE hold-out, one change at a time, same budget.
+"""Variants of configs/transformer.yaml (the transformer recipe) on the KLUE-RE hold-out, one change at a time, same budget.
 
 Groups: `default` (the config as it is), `ablation` (TAPT, marker format, pooling, type-pair
 heads, loss) and `peft` (full fine-tuning against LoRA, bottleneck adapters and prefix tuning).
@@ -53,7 +53,7 @@ GROUPS = {
 def resolved(overrides: list[str]):
     from re_pipeline.config import load_config
 
-    return load_config(Path("configs/default.yaml"), overrides)
+    return load_config(Path("configs/transformer.yaml"), overrides)
 
 
 def comparable(config) -> dict:
