@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from .browser import screenshot as take_screenshot
 from .config import Config, load_config, render
 from .data.augment import augment, summary_table
 from .data.io import ReadOptions, read_examples, write_examples_csv
@@ -20,9 +21,11 @@ from .data.sample import write_sample
 from .ensemble import run_ensemble
 from .errors import PipelineError
 from .hpsearch import run_hpsearch
+from .html_report import write_comparison, write_index, write_report
 from .io_utils import atomic_write, read_json
 from .jobs import run_jobs
 from .labels import resolve_label_set
+from .leaderboard import add_score, run_of_submission
 from .pipeline import distributed, run_pipeline, run_tapt_stage
 from .predict import predict_file
 from .reports import write_reports
@@ -449,11 +452,73 @@ def reproduce(
 
 @app.command()
 @user_errors
-def report(run: str = RunArg, runs_dir: Path = RunsDirOpt):
-    """(Re)write a run's figures from its out-of-fold probabilities: confusion matrix, per-class F1, PR curves."""
+def report(
+    run: str | None = typer.Argument(None, help="a run folder or a run id under --runs-dir (none: only the index)"),
+    compare: tuple[str, str] | None = typer.Option(
+        None, "--compare", help="two runs A B: one page of their config differences and per-class deltas"
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="with --compare: the page to write (default <runs-dir>/compare-A-vs-B.html)"
+    ),
+    screenshot: Path | None = typer.Option(
+        None, "--screenshot", help="also a PNG of the page's top, taken by headless Chromium"
+    ),
+    size: str = typer.Option("1400x2400", "--size", help="with --screenshot: WIDTHxHEIGHT in pixels"),
+    runs_dir: Path = RunsDirOpt,
+):
+    """Write a run's HTML report (runs/<id>/report.html) after (re)drawing its figures, and runs/index.html.
 
-    for path in write_reports(resolve_run(run, runs_dir)):
-        console.print(f"wrote {path}", highlight=False)
+    With --compare A B: one page comparing two runs instead. The pages are single files: open them in a browser.
+    """
+
+    if compare and all(compare):
+        a, b = (resolve_run(r, runs_dir) for r in compare)
+        page = write_comparison(a, b, out or runs_dir / f"compare-{a.name}-vs-{b.name}.html")
+    elif run is not None:
+        run_dir = resolve_run(run, runs_dir)
+        if (run_dir / "oof_probs.npy").exists():
+            for path in write_reports(run_dir):
+                console.print(f"wrote {path}", highlight=False)
+        page = write_report(run_dir)
+        console.print(f"wrote {run_dir.parent / 'index.html'}", highlight=False)
+    else:
+        page = write_index(runs_dir)
+    console.print(f"wrote {page}", highlight=False)
+    if screenshot is not None:
+        try:
+            width, height = (int(n) for n in size.lower().split("x"))
+        except ValueError:
+            raise PipelineError(f"--size must look like 1400x2400, got {size!r}") from None
+        console.print(f"wrote {take_screenshot(page, screenshot, width, height)}", highlight=False)
+
+
+lb_app = typer.Typer(
+    no_args_is_help=True, help="The leaderboard log: public scores recorded against the run that wrote the submission."
+)
+app.add_typer(lb_app, name="lb")
+
+
+@lb_app.command("add")
+@user_errors
+def lb_add(
+    submission: Path = typer.Argument(..., help="the submission CSV that was scored"),
+    public: float = typer.Option(..., "--public", help="public leaderboard micro-F1 (points)"),
+    auprc: float | None = typer.Option(None, "--auprc", help="public leaderboard AUPRC (points)"),
+    note: str | None = typer.Option(None, "--note", help="free text kept with the score"),
+    run: str | None = typer.Option(None, "--run", help="the run that wrote it (default: found from the submission)"),
+    runs_dir: Path = RunsDirOpt,
+):
+    """Record a public leaderboard score in the run folder (leaderboard.jsonl) of the run that wrote SUBMISSION.
+
+    The run is the one whose result.json names the submission (training runs and ensembles), or the run whose
+    id starts the name of a `re-pipeline predict` submission. `runs` and the reports show it beside validation.
+    """
+
+    run_dir = resolve_run(run, runs_dir) if run else run_of_submission(submission, runs_dir)
+    add_score(submission, public, auprc, note, run_dir)
+    console.print(f"recorded public micro-F1 {public:.2f} for {run_dir}", highlight=False)
+    page = write_report(run_dir) if (run_dir / "report.html").exists() else write_index(run_dir.parent)
+    console.print(f"updated {page}", highlight=False)
 
 
 @app.command("ensemble")
@@ -480,7 +545,9 @@ def ensemble_cmd(
     if summary["metrics"]:
         print_table("ensemble, out of fold", cells(summary["metrics"]))
     result = read_json(run_dir / "result.json")
-    console.print(f"run folder: {run_dir}\nsubmission: {result['submission']}", highlight=False)
+    console.print(
+        f"run folder: {run_dir}\nsubmission: {result['submission']}\nreport: {write_report(run_dir)}", highlight=False
+    )
 
 
 def main() -> None:

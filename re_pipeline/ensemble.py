@@ -9,6 +9,7 @@ fall back to the best single member's one-hot when the fit does not reach its sc
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,6 +199,9 @@ def run_ensemble(
         combined = np.tensordot(w, oof, axes=1)
         np.save(run_dir / "oof_probs.npy", combined, allow_pickle=False)  # NaN where any member is NaN
         write_json(run_dir / "oof_ids.json", {"ids": members[0].oof[0], "labels": gold_names})
+        sentences = Path(members[0].name) / "oof_examples.jsonl"  # the same rows: the report's misclassified list
+        if sentences.exists():
+            shutil.copyfile(sentences, run_dir / "oof_examples.jsonl")
         result["metrics"] = compute_metrics(gold, combined[rows])
         info["member_metrics"] = {m.name: compute_metrics(gold, member[rows]) for m, member in zip(members, oof)}
     result.update(

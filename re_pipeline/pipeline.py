@@ -29,6 +29,7 @@ from .data.load import LoadedData, load_configured
 from .data.schema import Example
 from .errors import PipelineError
 from .hf_trainer import resume_training
+from .html_report import write_report
 from .io_utils import atomic_dir, atomic_write, read_json, write_json
 from .labels import LabelSet
 from .metrics import compute_metrics, per_class_report
@@ -320,8 +321,8 @@ def write_results(
     started: float,
     log,
 ) -> None:
-    """Out-of-fold metrics and reports, the submission (fold models' test probabilities averaged), and
-    `result.json`, written last: a run folder with result.json is finished."""
+    """Out-of-fold metrics and figures, the submission (fold models' test probabilities averaged), and
+    `result.json`: a run folder with result.json is finished. Then the HTML report and the runs' index."""
     label_set, examples = train.label_set, train.examples
     labels = [ex.label for ex in examples]
     result = {
@@ -339,6 +340,7 @@ def write_results(
         write_json(run_dir / "per_class.json", {"report": per_class_report(gold, oof[predicted], label_set)})
         np.save(run_dir / "oof_probs.npy", oof, allow_pickle=False)
         write_json(run_dir / "oof_ids.json", {"ids": [ex.id for ex in examples], "labels": labels})
+        write_oof_examples(run_dir / "oof_examples.jsonl", examples, predicted)
         result["reports"] = [path.name for path in write_reports(run_dir)]
     if test_probs:
         mean = np.mean(test_probs, axis=0)
@@ -359,6 +361,17 @@ def write_results(
         seconds=round(time.time() - started, 1),
     )
     write_json(run_dir / "result.json", result)
+    log(f"report: {write_report(run_dir)}")
+
+
+def write_oof_examples(path: Path, examples: list[Example], validated: np.ndarray) -> None:
+    """The validated rows' sentences and entity spans (`row`: the position in `oof_probs.npy`), one JSON line
+    each, for the report's misclassified list."""
+    with atomic_write(path) as fh:
+        for row in np.flatnonzero(validated):
+            ex = examples[row]
+            record = {"row": int(row), "id": ex.id, "sentence": ex.sentence, "subject": ex.subject.to_dict()}
+            fh.write(json.dumps({**record, "object": ex.object.to_dict()}, ensure_ascii=False) + "\n")
 
 
 def run_tapt_stage(config: Config, run_dir: Path | None = None, log=print, cache: Path = CACHE) -> Path:
