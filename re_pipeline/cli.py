@@ -28,6 +28,7 @@ from .labels import resolve_label_set
 from .leaderboard import add_score, run_of_submission
 from .pipeline import distributed, run_pipeline, run_tapt_stage
 from .predict import predict_file
+from .progress import console_stages
 from .reports import write_reports
 from .reproduce import default_tolerance
 from .reproduce import reproduce as rerun
@@ -43,6 +44,9 @@ ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config file")
 SetOpt = typer.Option(None, "--set", "-s", help="override a config key: section.key=value (repeatable)")
 RunConfigOpt = typer.Option(Path("configs/default.yaml"), "--config", "-c", help="YAML config file")
 DataOpt = typer.Option(None, "--data", "-d", help="folder with train.csv and test_data.csv, or a train file")
+VerboseOpt = typer.Option(
+    False, "--verbose", "-v", help="the Trainer's own progress bars and log lines instead of one bar per stage"
+)
 
 
 def user_errors(fn):
@@ -199,6 +203,7 @@ def train(
     fold: list[int] | None = typer.Option(
         None, "--fold", help="train only this fold, from 0 (repeatable); --resume later assembles the run"
     ),
+    verbose: bool = VerboseOpt,
 ):
     """Train a model (load, clean, TAPT, folds), score it, and write a validated submission.
 
@@ -216,7 +221,8 @@ def train(
         resolve_data(cfg, data)
         if run_dir is not None and (run_dir / "config.yaml").exists() and distributed().is_main_process:
             raise PipelineError(f"--run-dir {run_dir} already holds a run: continue it with --resume {run_dir}")
-    run_dir = run_pipeline(cfg, run_dir=resume or run_dir, log=_log, only_folds=fold or None)
+    with console_stages(console, verbose) as bars:
+        run_dir = run_pipeline(cfg, run_dir=resume or run_dir, log=_log, only_folds=fold or None, bars=bars)
     if not distributed().is_main_process:
         return
     if fold:
@@ -225,13 +231,20 @@ def train(
             highlight=False,
         )
         return
+    print_table("run", cells(run_rows(run_dir)))
+
+
+def run_rows(run_dir: Path) -> list[dict]:
+    """The end-of-run summary: validation metrics (and reweighted ones), run folder, submission, report."""
     result = read_json(run_dir / "result.json")
-    metrics = result.get("metrics")
-    if metrics:
-        console.print("validation: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
-    console.print(f"run folder: {run_dir}")
-    if result.get("submission"):
-        console.print(f"submission: {result['submission']}")
+    rows = [
+        {"": f"{title} {metric}", "value": value}
+        for title, key in (("validation", "metrics"), ("reweighted", "metrics_reweighted"))
+        for metric, value in (result.get(key) or {}).items()
+    ]
+    rows += [{"": "run folder", "value": str(run_dir)}, {"": "submission", "value": result.get("submission")}]
+    report = run_dir / "report.html"
+    return rows + [{"": "report", "value": str(report) if report.exists() else None}]
 
 
 @app.command()
@@ -299,12 +312,14 @@ def tapt(
     config: Path | None = RunConfigOpt,
     data: Path | None = DataOpt,
     set_: list[str] | None = SetOpt,
+    verbose: bool = VerboseOpt,
 ):
     """Task-adaptive pretraining alone: masked LM on the train + test sentences, saved as a run's `model/`."""
 
     cfg = _config(config, set_)
     resolve_data(cfg, data)
-    run_dir = run_tapt_stage(cfg, log=_log)
+    with console_stages(console, verbose) as bars:
+        run_dir = run_tapt_stage(cfg, log=_log, bars=bars)
     result = read_json(run_dir / "result.json")
     console.print(
         f"TAPT: {result['tapt']['steps']:,} steps, final masked-LM loss {result['tapt']['final_loss']}; run folder: {run_dir}"
@@ -421,6 +436,7 @@ def reproduce(
     ),
     runs_dir: Path = RunsDirOpt,
     submissions_dir: Path = SubmissionsDirOpt,
+    verbose: bool = VerboseOpt,
 ):
     """Retrain a run from its folder alone (config.yaml, saved tokenizer) and compare the metrics; exit 1 if they differ.
 
@@ -434,7 +450,8 @@ def reproduce(
     old = finished(run_dir)
     for change in environment_changes(old.get("environment") or {}):
         console.print(f"[yellow]environment differs from the run's:[/] {change}", highlight=False)
-    new_dir = rerun(run_dir, runs_dir, submissions_dir, log=_log)
+    with console_stages(console, verbose) as bars:
+        new_dir = rerun(run_dir, runs_dir, submissions_dir, log=_log, bars=bars)
     rows = metric_rows(old.get("metrics"), read_json(new_dir / "result.json").get("metrics"))
     print_table(
         f"{run_dir.name} (old) vs {new_dir.name} (new)",

@@ -8,6 +8,7 @@ probabilities, models) and `submissions/<run_id>.csv` (validated).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
@@ -37,6 +38,7 @@ from .models.backbone import build_encoder, default_tokenizer, load_encoder, loa
 from .models.peft import new_token_ids, trainable_parameters
 from .models.relation import RelationModel, build_model
 from .models.store import save_relation_model
+from .progress import StageBars
 from .reports import write_reports
 from .runs import data_files, environment, new_run_id, write_metrics_log
 from .submission import validate_submission, with_quarantined_rows, write_submission
@@ -72,9 +74,15 @@ def task_sentences(train: LoadedData, test: LoadedData | None) -> list[str]:
 
 
 def prepare_backbone(
-    config: Config, sentences: list[str], log, cache: Path = CACHE, saved: Path | None = None
+    config: Config,
+    sentences: list[str],
+    log,
+    cache: Path = CACHE,
+    saved: Path | None = None,
+    bars: StageBars | None = None,
 ) -> tuple[Any, str | None]:
-    """The tokenizer (the run's `saved` one when resuming) and where the encoder comes from (None: a fresh default)."""
+    """The tokenizer (the run's `saved` one when resuming) and where the encoder comes from (None: a fresh default).
+    `bars`: progress bars for the tokenizer and TAPT stages (None: the libraries' own output)."""
     backbone = config.model.backbone
     with distributed().main_process_first():  # rank 0 trains and caches a tokenizer; the other ranks then read it
         if saved is not None and (saved / "tokenizer.json").exists():
@@ -85,8 +93,8 @@ def prepare_backbone(
             tok_dir = cache / "tokenizers" / _digest(sorted(sentences), backbone.vocab_size)
             log(f"tokenizer: {'cached' if (tok_dir / 'tokenizer.json').exists() else 'training'} ({tok_dir})")
             if not (tok_dir / "tokenizer.json").exists():
-                with atomic_dir(tok_dir) as tmp:
-                    default_tokenizer(sentences, backbone, tmp)
+                with atomic_dir(tok_dir) as tmp, bars.stage("tokenizer") if bars else contextlib.nullcontext():
+                    default_tokenizer(sentences, backbone, tmp, show_progress=bars is None)
             tokenizer, source = load_tokenizer(str(tok_dir)), None
     if config.tapt.enabled:
         vocab = sorted(tokenizer.backend_tokenizer.get_vocab(with_added_tokens=False).items())
@@ -96,7 +104,7 @@ def prepare_backbone(
         else:
             log(f"TAPT: {config.tapt.total_steps(len(sentences))} masked-LM steps on {len(sentences):,} sentences")
             with atomic_dir(tapt_dir) as tmp:  # every rank trains (data parallel); the first to finish publishes
-                run_tapt(sentences, tokenizer, backbone, config.tapt, tmp)
+                run_tapt(sentences, tokenizer, backbone, config.tapt, tmp, (bars,) if bars else ())
         source = str(tapt_dir)
     return tokenizer, source
 
@@ -214,7 +222,15 @@ def fit(model: RelationModel, train_ds, val_ds, test_ds, inputs: RunInputs, fold
         pad_to = max(max(token_lengths(ds)) for ds in (train_ds, val_ds, test_ds) if ds is not None)
     collator = RelationCollator(inputs.tokenizer.pad_token_id, pad_to)
     trainer = make_trainer(
-        model, train_ds, val_ds, collator, config.train, fold_dir / "checkpoints", config.seed, inputs.callbacks
+        model,
+        train_ds,
+        val_ds,
+        collator,
+        config.train,
+        fold_dir / "checkpoints",
+        config.seed,
+        inputs.callbacks,
+        name=f"fold {k + 1}",
     )
     checkpoint = last_checkpoint(fold_dir / "checkpoints")
     log(f"fold {k + 1}: resuming from {checkpoint}" if checkpoint else f"fold {k + 1}: training")
@@ -231,12 +247,14 @@ def run_pipeline(
     cache: Path = CACHE,
     callbacks: tuple = (),
     only_folds: list[int] | None = None,
+    bars: StageBars | None = None,
 ) -> Path:
     """Run a whole experiment into `run_dir` (new under runs/ when None; an existing one is resumed).
 
     Under torchrun every rank trains (data parallel); only rank 0 writes the run folder and the submission.
     `callbacks`: extra `TrainerCallback`s for every fold. `only_folds`: train only these folds (by index)
     and stop before the results; a later call without it reuses them (`re-pipeline jobs --folds`).
+    `bars`: one progress bar per stage instead of the libraries' own output.
     """
     started = time.time()
     state = distributed()
@@ -255,7 +273,7 @@ def run_pipeline(
             if loaded is not None:
                 loaded.ledger.write(run_dir / f"{name}.audit.csv", run_dir / f"{name}.quarantine.csv")
         write_json(run_dir / "labels.json", train.label_set.to_dict())
-    inputs = prepare_run(config, train, test, run_dir, log, cache, callbacks)
+    inputs = prepare_run(config, train, test, run_dir, log, cache, callbacks, bars)
     examples, test_examples = train.examples, test.examples if test else []
     test_ds = inputs.features(test_examples)[0] if test_examples else None
 
@@ -294,11 +312,20 @@ def run_pipeline(
 
 
 def prepare_run(
-    config: Config, train: LoadedData, test: LoadedData | None, run_dir: Path, log, cache: Path, callbacks: tuple
+    config: Config,
+    train: LoadedData,
+    test: LoadedData | None,
+    run_dir: Path,
+    log,
+    cache: Path,
+    callbacks: tuple,
+    bars: StageBars | None = None,
 ) -> RunInputs:
-    """The tokenizer (with the format's marker tokens, saved in the run folder) and the encoder's source (TAPT)."""
+    """The tokenizer (with the format's marker tokens, saved in the run folder) and the encoder's source (TAPT);
+    `bars` shows every stage, each fold's training and prediction included."""
     state = distributed()
-    tokenizer, source = prepare_backbone(config, task_sentences(train, test), log, cache, saved=run_dir / "tokenizer")
+    sentences = task_sentences(train, test)
+    tokenizer, source = prepare_backbone(config, sentences, log, cache, saved=run_dir / "tokenizer", bars=bars)
     state.wait_for_everyone()  # every rank has read the run's tokenizer before rank 0 writes it
     examples = train.examples + (test.examples if test else [])
     prepare_tokenizer(tokenizer, config.markers, sorted({e.type for ex in examples for e in (ex.subject, ex.object)}))
@@ -306,7 +333,7 @@ def prepare_run(
         with atomic_dir(run_dir / "tokenizer") as tmp:
             tokenizer.save_pretrained(tmp)
     log(f"features: {config.markers.format} markers, max {config.train.max_length} tokens")
-    return RunInputs(config, tokenizer, train.label_set, source, callbacks)
+    return RunInputs(config, tokenizer, train.label_set, source, (*callbacks, *([bars] if bars else [])))
 
 
 def write_results(
@@ -374,7 +401,9 @@ def write_oof_examples(path: Path, examples: list[Example], validated: np.ndarra
             fh.write(json.dumps({**record, "object": ex.object.to_dict()}, ensure_ascii=False) + "\n")
 
 
-def run_tapt_stage(config: Config, run_dir: Path | None = None, log=print, cache: Path = CACHE) -> Path:
+def run_tapt_stage(
+    config: Config, run_dir: Path | None = None, log=print, cache: Path = CACHE, bars: StageBars | None = None
+) -> Path:
     """`make tapt`: masked-LM pretraining alone, into `run_dir/model` (shared with the TAPT cache).
 
     A training config loads the result with `model.backbone.name: <run_dir>/model` and `tapt.enabled: false`.
@@ -386,7 +415,7 @@ def run_tapt_stage(config: Config, run_dir: Path | None = None, log=print, cache
     with atomic_write(run_dir / "config.yaml") as fh:
         fh.write(to_yaml(config))
     train, test = load_inputs(config)
-    _, source = prepare_backbone(config, task_sentences(train, test), log, cache)
+    _, source = prepare_backbone(config, task_sentences(train, test), log, cache, bars=bars)
     shutil.copytree(source, run_dir / "model", dirs_exist_ok=True)
     tapt_log = read_json(run_dir / "model" / "tapt_log.json")
     result = {
