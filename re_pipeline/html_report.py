@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from scipy.stats import spearmanr
 
 from .io_utils import atomic_write, read_json
-from .leaderboard import scores
+from .leaderboard import latest, scores
 from .metrics import per_class_report
 from .reports import Validated, write_reports
 from .runs import COLUMNS, compare_runs, finished, list_runs, run_summary, settings
@@ -32,11 +32,11 @@ FIGURES = {"confusion matrix": "confusion_matrix.png", "precision-recall curves"
 HEADLINE = {"validation": "metrics", "validation reweighted to the test": "metrics_reweighted"}
 SECTIONS = {
     "summary": "scores",
-    "leaderboard": "leaderboard",
     "ensemble": "ensemble",
     "classes": "per class",
     "errors": "misclassified",
     "figures": "precision-recall",
+    "leaderboard": "leaderboard",
     "shift": "shift",
     "config": "config",
 }
@@ -90,7 +90,7 @@ def write_report(run_dir: Path) -> Path:
         "minutes": result["seconds"] / 60 if "seconds" in result else None,
         "device": env.get("device"),
         "submission": result.get("submission"),
-        "headline": [(title, result[key]) for title, key in HEADLINE.items() if result.get(key)],
+        "headline": headline(run_dir, result),
         "board": leaderboard_rows(run_dir),
         "correlation": correlation(list_runs(run_dir.parent), run_dir.name),
         "ensemble": ensemble and {"method": ensemble.get("method"), "members": member_rows(result)},
@@ -118,6 +118,16 @@ def write_report(run_dir: Path) -> Path:
     out = render(run_dir / "report.html", "report.html.j2", **context)
     write_index(run_dir.parent)
     return out
+
+
+def headline(run_dir: Path, result: dict) -> list[tuple[str, dict]]:
+    """(title, metrics) cards: validation, reweighted validation and the latest leaderboard scores, where present."""
+    cards = [(title, result[key]) for title, key in HEADLINE.items() if result.get(key)]
+    board = latest(run_dir)
+    if board:
+        public = {"public micro_f1": board["public_micro_f1"], "public auprc": board["public_auprc"]}
+        cards.append(("leaderboard", {k: v for k, v in public.items() if v is not None}))
+    return cards
 
 
 def leaderboard_rows(run_dir: Path) -> list[dict]:

@@ -142,7 +142,8 @@ def test_lb_add_records_scores_against_the_run_that_wrote_the_submission(work, t
     assert (entry["public_micro_f1"], entry["public_auprc"], entry["note"]) == (71.2, 80.1, "first try")
     listed = invoke("runs", "--runs-dir", runs)
     assert "lb_micro_f1" in listed.output and "71.20" in listed.output and "80.10" in listed.output
-    assert "first try" in (copy / "report.html").read_text(encoding="utf-8")
+    html = (copy / "report.html").read_text(encoding="utf-8")
+    assert "leaderboard public micro_f1" in html and "80.10" in html and "first try" in html
     predicted = shutil.copy(submission, tmp_path / f"{run.name}-test_data.csv")  # as `re-pipeline predict` names it
     assert invoke("lb", "add", predicted, "--public", "69", "--runs-dir", runs).exit_code == 0
     assert [e["public_micro_f1"] for e in scores(copy)] == [71.2, 69.0]
