@@ -62,9 +62,9 @@ tapt: install
 predict: install
 	$(BIN)/re-pipeline predict $(RUN) --data $(DATA)
 
-# make ensemble MEMBERS="runs/a runs/b sub.csv" [METHOD=mean|weighted|fit-f1|fit-auprc] [WEIGHTS=0.5,0.3,0.2]
+# make ensemble MEMBERS="runs/a runs/b sub.csv" [METHOD=mean|weighted|fit-f1|fit-auprc] [WEIGHTS=0.5,0.3,0.2] [POOL=mean|log]
 ensemble: install
-	$(BIN)/re-pipeline ensemble $(MEMBERS) --method $(or $(METHOD),mean) $(if $(WEIGHTS),--weights $(WEIGHTS))
+	$(BIN)/re-pipeline ensemble $(MEMBERS) --method $(or $(METHOD),mean) --pool $(or $(POOL),mean) $(if $(WEIGHTS),--weights $(WEIGHTS))
 
 # make hpsearch CONFIG=configs/x.yaml [TRIALS=20] [STORAGE=sqlite:///runs/hpsearch/x.db] [STUDY=x]: the config's search.space
 hpsearch: install
@@ -80,8 +80,11 @@ jobs: install
 bench: install
 	$(BIN)/python bench/suite.py --data $(or $(DATA),../shared/data/klue-re) $(BENCH_ARGS)
 
+# On a machine with a GPU, the tests marked cpu_exact (bit-exact only on CPU) run in a second pass on the CPU.
 test: install
 	$(BIN)/pytest
+	@if $(BIN)/python -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then \
+		echo "GPU visible: the cpu_exact tests again, on the CPU"; CUDA_VISIBLE_DEVICES= $(BIN)/pytest -m cpu_exact; fi
 
 # make lint: ruff's lint rules and formatting (pyproject.toml), as CI runs them; `ruff format .` fixes the format.
 lint: install

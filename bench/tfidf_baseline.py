@@ -18,8 +18,8 @@ from sklearn.linear_model import LogisticRegression
 from re_pipeline.config import Config
 from re_pipeline.data.load import load_data
 from re_pipeline.data.markers import MarkerConfig, mark
+from re_pipeline.data.split import split_rows
 from re_pipeline.metrics import compute_metrics
-from re_pipeline.train import split_indices
 
 
 def main(path: str) -> dict:
@@ -27,9 +27,8 @@ def main(path: str) -> dict:
     cfg = Config()
     loaded = load_data(path)
     examples, label_set = loaded.examples, loaded.label_set
-    train_idx, val_idx = split_indices([ex.label for ex in examples], [ex.id for ex in examples], cfg.train, cfg.seed)[
-        0
-    ]
+    fold = split_rows(examples, cfg.train.split, "holdout", cfg.train.holdout_fraction, cfg.train.folds, cfg.seed)[0]
+    train_idx, val_idx = fold.train, fold.val
     markers = MarkerConfig(format="typed_entity_marker_punct")
     texts = [f"{ex.subject.type}|{ex.object.type} {mark(ex, markers).text}" for ex in examples]
     y = np.array(label_set.ids(ex.label for ex in examples))

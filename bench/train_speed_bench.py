@@ -9,7 +9,12 @@ no FLOPs). On a GPU, `--bf16` trains under bf16 autocast, and the model FLOPs ut
 6 x (non-embedding parameters) x (real tokens) + 12 x layers x width x sum(length^2) for attention,
 per second, over the device's dense bf16 peak. Padding tokens count as waste, not as model FLOPs.
 
+The GPU levers, each a flag measured against the plain path in the same process: `--fused` (fused AdamW,
+one kernel per step), `--no-sync` (no host synchronisation per step: steps are timed together), `--compile`
+(torch.compile with dynamic shapes, compiled before the timing), `--eval-batch` (rows per inference batch).
+
 Usage: python bench/train_speed_bench.py [--train train.csv] [--size default|base|large] [--device cpu|cuda] [--bf16]
+           [--fused] [--no-sync] [--compile] [--eval-batch 128] [--batching both|dynamic]
 (uses the cached 16k tokenizer of bench/features_bench.py, or trains it)
 """
 
@@ -70,7 +75,18 @@ def peak_flops(device: str) -> float | None:
     return next((peak for key, peak in PEAK_BF16.items() if key in name), None)
 
 
-def main(train_path: Path, size: str = "default", device: str = "cpu", bf16: bool = False, steps: int = STEPS) -> dict:
+def main(
+    train_path: Path,
+    size: str = "default",
+    device: str = "cpu",
+    bf16: bool = False,
+    steps: int = STEPS,
+    fused: bool = False,
+    no_sync: bool = False,
+    compile: bool = False,
+    eval_batch: int = EVAL_BATCH,
+    batching: str = "both",
+) -> dict:
     torch.manual_seed(0)
     cfg = load_config(DEFAULT)  # its markers, heads and loss; the encoder's size from SIZES
     backbone = BackboneConfig(**SIZES[size])
@@ -98,12 +114,17 @@ def main(train_path: Path, size: str = "default", device: str = "cpu", bf16: boo
         "non_embedding_params": params,
         "dataset_max_tokens": dataset_max,
         "threads": torch.get_num_threads(),
+        "fused_adamw": fused,
+        "no_sync": no_sync,
+        "compile": compile,
+        "eval_batch": eval_batch,
     }
+    forward = torch.compile(model, dynamic=True) if compile else model
     autocast = torch.autocast(device, dtype=torch.bfloat16) if bf16 else nullcontext()
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     peak = peak_flops(device)
     eval_ds = ds.select(range(EVAL_ROWS))
-    for name, pad_to, order, eval_order in (
+    schemes = [
         (
             "dynamic + length grouping",
             None,
@@ -111,31 +132,42 @@ def main(train_path: Path, size: str = "default", device: str = "cpu", bf16: boo
             length_order(eval_ds).tolist(),
         ),
         ("pad to dataset max", dataset_max, rng.permutation(len(ds)).tolist(), list(range(EVAL_ROWS))),
-    ):
+    ]
+    warm = 3 if compile else 1  # compiling takes the first steps of several lengths
+    for name, pad_to, order, eval_order in schemes[:1] if batching == "dynamic" else schemes:
         collator = RelationCollator(tokenizer.pad_token_id, pad_to)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, **({"fused": True} if fused else {}))
         model.train()
         times, tokens, flops = [], [], []
-        for step, batch in enumerate(batches(ds, order[: (steps + 1) * BATCH], collator, BATCH, device)):
-            sync()
+        loop = list(batches(ds, order[: (steps + warm) * BATCH], collator, BATCH, device))
+        for step, batch in enumerate(loop):
+            if step == warm:
+                sync()
+                timed = time.perf_counter()
+            if not no_sync:
+                sync()
             start = time.perf_counter()
             with autocast:
-                loss = model(**batch)["loss"]
+                loss = forward(**batch)["loss"]
             loss.backward()
             optimizer.step()
             optimizer.zero_grad()
-            sync()
-            if step:  # the first step warms up
+            if not no_sync:
+                sync()
+            if step >= warm:  # the first steps warm up
                 times.append(time.perf_counter() - start)
                 tokens.append(float(batch["attention_mask"].sum()))
                 flops.append(model_flops(batch, backbone, params))
+        sync()
+        if no_sync:  # steps timed together: spread the wall time evenly
+            times = [(time.perf_counter() - timed) / len(times)] * len(times)
         model.eval()
         sync()
         start = time.perf_counter()
         with torch.inference_mode(), autocast:
-            for batch in batches(ds, eval_order, collator, EVAL_BATCH, device):
+            for batch in batches(ds, eval_order, collator, eval_batch, device):
                 batch.pop("labels")
-                model(**batch)
+                forward(**batch)
         sync()
         infer = time.perf_counter() - start
         step_s = statistics.median(times)
@@ -158,5 +190,22 @@ if __name__ == "__main__":
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--steps", type=int, default=STEPS)
+    parser.add_argument("--fused", action="store_true")
+    parser.add_argument("--no-sync", action="store_true")
+    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--eval-batch", type=int, default=EVAL_BATCH)
+    parser.add_argument("--batching", choices=("both", "dynamic"), default="both")
     args = parser.parse_args()
-    print(json.dumps(main(args.train, args.size, args.device, args.bf16, args.steps), indent=1))
+    result = main(
+        args.train,
+        args.size,
+        args.device,
+        args.bf16,
+        args.steps,
+        args.fused,
+        args.no_sync,
+        args.compile,
+        args.eval_batch,
+        args.batching,
+    )
+    print(json.dumps(result, indent=1))

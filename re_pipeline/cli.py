@@ -15,7 +15,7 @@ from rich.table import Table
 from .browser import screenshot as take_screenshot
 from .config import Config, load_config, render
 from .data.augment import augment, summary_table
-from .data.io import ReadOptions, read_examples, write_examples_csv
+from .data.io import ReadOptions, read_examples, row_ids, write_examples_csv
 from .data.load import load_configured
 from .data.sample import write_sample
 from .ensemble import run_ensemble
@@ -157,13 +157,13 @@ def validate_submission_cmd(
 ):
     """Check a leaderboard CSV against the test file: ids, order, labels, probabilities."""
 
-    examples, _ = read_examples(test, ReadOptions())
-    problems = validate_submission(file, [ex.id for ex in examples], resolve_label_set(labels, []))
+    ids = row_ids(*read_examples(test, ReadOptions(unique_ids=True)))  # every row, quarantined ones too
+    problems = validate_submission(file, ids, resolve_label_set(labels, []))
     if problems:
         for problem in problems:
             console.print(f"[red]✗[/] {problem}", highlight=False)
         raise typer.Exit(1)
-    console.print(f"[green]✓[/] {file} is a valid submission for {test} ({len(examples):,} rows)")
+    console.print(f"[green]✓[/] {file} is a valid submission for {test} ({len(ids):,} rows)")
 
 
 DEFAULT_TRAIN = "data/raw/train.csv"
@@ -543,6 +543,7 @@ def lb_add(
 def ensemble_cmd(
     members: list[Path] = typer.Argument(..., help="run folders and/or submission CSVs"),
     method: str = typer.Option("mean", "--method", "-m", help="mean | weighted | fit-f1 | fit-auprc"),
+    pool: str = typer.Option("mean", "--pool", help="mean (soft voting) | log (weighted geometric mean)"),
     weights: str | None = typer.Option(
         None, "--weights", "-w", help="with --method weighted: one weight per member, e.g. 0.5,0.3,0.2"
     ),
@@ -556,12 +557,17 @@ def ensemble_cmd(
         parsed = [float(w) for w in weights.split(",")] if weights else None
     except ValueError:
         raise PipelineError(f"--weights must be comma-separated numbers, got {weights!r}") from None
-    run_dir = run_ensemble(members, method, parsed, resolve_label_set(labels, []), runs_dir, submissions_dir, log=_log)
-    summary = run_summary(run_dir)
+    run_dir = run_ensemble(
+        members, method, parsed, resolve_label_set(labels, []), runs_dir, submissions_dir, log=_log, pool=pool
+    )
+    summary, result = run_summary(run_dir), read_json(run_dir / "result.json")
     print_table(f"ensemble ({method}): weights and out-of-fold metrics", cells(summary["ensemble members"]))
+    in_sample = result["ensemble"].get("in_sample_metrics")
     if summary["metrics"]:
-        print_table("ensemble, out of fold", cells(summary["metrics"]))
-    result = read_json(run_dir / "result.json")
+        scored = "cross-fitted: each part scored with weights fit on the other parts" if in_sample else "out of fold"
+        print_table(f"ensemble, {scored}", cells(summary["metrics"]))
+    if in_sample:
+        print_table("ensemble, in sample: weights fit and scored on the same rows (optimistic)", cells([in_sample]))
     console.print(
         f"run folder: {run_dir}\nsubmission: {result['submission']}\nreport: {write_report(run_dir)}", highlight=False
     )

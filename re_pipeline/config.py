@@ -22,7 +22,7 @@ from .models.relation import ModelConfig
 from .search_space import SearchConfig
 from .tapt import TaptConfig
 from .train import TrainConfig
-from .typed_config import from_dict, help_of, option, set_key
+from .typed_config import check, from_dict, help_of, option, set_key
 
 
 @dataclass
@@ -39,6 +39,19 @@ class Config:
     tapt: TaptConfig = option(help="task-adaptive pretraining (masked LM) before fine-tuning", factory=TaptConfig)
     train: TrainConfig = option(help="fine-tuning and validation", factory=TrainConfig)
     search: SearchConfig = option(help="what `re-pipeline hpsearch` searches", factory=SearchConfig)
+
+    def __post_init__(self) -> None:
+        backbone = self.model.backbone
+        if backbone.name is None:  # the offline default's positions must hold the longest input
+            room = f"at least train.max_length + 2 ({self.train.max_length + 2})"
+            check(
+                "model.backbone.max_position",
+                backbone.max_position >= self.train.max_length + 2,
+                room,
+                backbone.max_position,
+            )
+            most = f"at most model.backbone.max_position - 2 ({backbone.max_position - 2})"
+            check("tapt.max_length", self.tapt.max_length <= backbone.max_position - 2, most, self.tapt.max_length)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:

@@ -4,7 +4,9 @@ Members must answer the same test rows in the same order with the same label ord
 member is read with the `--labels` order and checked against its own `pred_label` column).
 `fit-f1` / `fit-auprc` search weights on the simplex (softmax of free parameters, Nelder-Mead
 from uniform and from near each one-hot) on the out-of-fold rows every member validated, and
-fall back to the best single member's one-hot when the fit does not reach its score there.
+fall back to the best single member's one-hot when the fit does not reach its score there. Their
+reported score is cross-fitted (each part of the rows scored with weights fit on the others); the
+score of the final weights on the rows they were fit on is kept as `in_sample_metrics`.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from .runs import environment, finished, new_run_id, read_oof
 from .submission import read_submission, validate_submission, write_submission
 
 METHODS = ("mean", "weighted", "fit-f1", "fit-auprc")
+FLOOR = 1e-12  # log pooling: a probability of 0 (a relation a pair head forbids) counts as this
 FIT_METRIC = {"fit-f1": "micro_f1", "fit-auprc": "auprc"}
+CROSS_FIT_PARTS = 5  # a fitted ensemble is scored on each fifth of the rows with weights fit on the other four
 
 
 @dataclass
@@ -105,16 +109,31 @@ def oof_stack(members: list[Member]) -> tuple[np.ndarray, np.ndarray]:
     return stack, rows
 
 
+def pool_mean(weights: np.ndarray, stack: np.ndarray) -> np.ndarray:
+    """The weighted mean of the members' probabilities (soft voting); stack: [members, rows, labels]."""
+    return np.tensordot(weights, stack, axes=1)
+
+
+def pool_log(weights: np.ndarray, stack: np.ndarray) -> np.ndarray:
+    """The weighted geometric mean, renormalised (a product of experts): a member sure a relation is wrong
+    vetoes it, where soft voting would only halve it."""
+    logits = np.tensordot(weights, np.log(np.clip(stack, FLOOR, None)), axes=1)
+    return softmax(logits)
+
+
+POOLS = {"mean": pool_mean, "log": pool_log}
+
+
 def score(metric: str, gold: np.ndarray, probs: np.ndarray) -> float:
     return micro_f1(gold, probs.argmax(axis=1), probs.shape[1]) if metric == "micro_f1" else auprc(gold, probs)
 
 
-def fit_weights(oof: np.ndarray, gold: np.ndarray, metric: str) -> np.ndarray:
-    """Weights maximising `metric` of the weighted out-of-fold mean; never below the best single member."""
+def fit_weights(oof: np.ndarray, gold: np.ndarray, metric: str, pool: str = "mean") -> np.ndarray:
+    """Weights maximising `metric` of the out-of-fold rows pooled with them; never below the best single member."""
     n = len(oof)
 
     def loss(theta: np.ndarray) -> float:
-        return -score(metric, gold, np.tensordot(softmax(theta), oof, axes=1))
+        return -score(metric, gold, POOLS[pool](softmax(theta), oof))
 
     singles = [score(metric, gold, member) for member in oof]
     starts = [np.zeros(n)] + [5.0 * one_hot for one_hot in np.eye(n)]
@@ -131,8 +150,30 @@ def fit_weights(oof: np.ndarray, gold: np.ndarray, metric: str) -> np.ndarray:
     return softmax(best.x) if -best.fun >= max(singles) else np.eye(n)[int(np.argmax(singles))]
 
 
+def cross_fitted(
+    oof: np.ndarray, gold: np.ndarray, metric: str, parts: int, seed: int = 0, pool: str = "mean"
+) -> np.ndarray:
+    """Combined out-of-fold probabilities [rows, labels] where each row's weights were fit without it: rows are
+    dealt into `parts` parts, label by label after a seeded shuffle (stratified), and each part gets the
+    weights `fit_weights` finds on the others. Their score is not the score of the rows the weights fit."""
+    order = np.random.default_rng(seed).permutation(len(gold))
+    order = order[np.argsort(gold[order], kind="stable")]
+    part = np.empty(len(gold), dtype=int)
+    part[order] = np.arange(len(gold)) % parts
+    combined = np.empty(oof.shape[1:])
+    for k in range(parts):
+        held = part == k
+        combined[held] = POOLS[pool](fit_weights(oof[:, ~held], gold[~held], metric, pool), oof[:, held])
+    return combined
+
+
 def choose_weights(
-    method: str, weights: list[float] | None, members: list[Member], oof: np.ndarray | None, gold: np.ndarray | None
+    method: str,
+    weights: list[float] | None,
+    members: list[Member],
+    oof: np.ndarray | None,
+    gold: np.ndarray | None,
+    pool: str = "mean",
 ) -> np.ndarray:
     if method == "mean":
         return np.full(len(members), 1 / len(members))
@@ -143,7 +184,7 @@ def choose_weights(
                 f"--weights needs {len(members)} non-negative numbers with a positive sum, got {weights}"
             )
         return w / w.sum()
-    return fit_weights(oof, gold, FIT_METRIC[method])
+    return fit_weights(oof, gold, FIT_METRIC[method], pool)
 
 
 def run_ensemble(
@@ -154,13 +195,17 @@ def run_ensemble(
     runs_dir: Path = Path("runs"),
     submissions_dir: Path = Path("submissions"),
     log=print,
+    pool: str = "mean",
 ) -> Path:
-    """Combine members into `runs/<id>-ensemble/` and a validated `submissions/<id>-ensemble.csv`."""
+    """Combine members into `runs/<id>-ensemble/` and a validated `submissions/<id>-ensemble.csv`; `pool`:
+    mean (soft voting) or log (weighted geometric mean)."""
     started = time.time()
     if len(paths) < 2:
         raise PipelineError("an ensemble needs at least two members")
     if method not in METHODS:
         raise PipelineError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
+    if pool not in POOLS:
+        raise PipelineError(f"unknown pool {pool!r}; use one of {', '.join(POOLS)}")
     if (weights is not None) != (method == "weighted"):
         raise PipelineError("--weights goes with --method weighted, which needs them")
     members = [load_member(Path(p), labels or LabelSet.klue()) for p in paths]
@@ -175,8 +220,8 @@ def run_ensemble(
             raise PipelineError(f"{method} fits weights on out-of-fold predictions: {exc}") from None
         log(f"no out-of-fold scores: {exc}")
         oof = rows = gold = None
-    w = choose_weights(method, weights, members, oof[:, rows] if oof is not None else None, gold)
-    probs = np.tensordot(w, np.stack([m.probs for m in members]), axes=1)
+    w = choose_weights(method, weights, members, oof[:, rows] if oof is not None else None, gold, pool)
+    probs = POOLS[pool](w, np.stack([m.probs for m in members]))
     probs /= probs.sum(axis=1, keepdims=True)
 
     run_dir = runs_dir / new_run_id("ensemble")
@@ -192,17 +237,31 @@ def run_ensemble(
     info = {
         "members": [m.name for m in members],
         "method": method,
+        "pool": pool,
         "weights": [float(x) for x in w],
         "member_metrics": None,
     }
     if oof is not None:
-        combined = np.tensordot(w, oof, axes=1)
-        np.save(run_dir / "oof_probs.npy", combined, allow_pickle=False)  # NaN where any member is NaN
+        combined = POOLS[pool](w, oof)  # NaN where any member is NaN
+        result["metrics"] = compute_metrics(gold, combined[rows])
+        if (
+            method in FIT_METRIC
+        ):  # weights fit on these rows flatter them: score each part with weights fit on the rest
+            parts = min(CROSS_FIT_PARTS, len(gold))
+            if parts < 2:
+                raise PipelineError(f"{method}: one out-of-fold row validated by every member is too few to score")
+            info["in_sample_metrics"] = result["metrics"]
+            combined[rows] = cross_fitted(oof[:, rows], gold, FIT_METRIC[method], parts, pool=pool)
+            result["metrics"] = compute_metrics(gold, combined[rows])
+            info["scored"] = (
+                f"cross-fitted: each of {parts} parts of the out-of-fold rows scored with weights fit on the other "
+                f"{parts - 1}; in_sample_metrics: the final weights scored on the rows they were fit on (optimistic)"
+            )
+        np.save(run_dir / "oof_probs.npy", combined, allow_pickle=False)
         write_json(run_dir / "oof_ids.json", {"ids": members[0].oof[0], "labels": gold_names})
         sentences = Path(members[0].name) / "oof_examples.jsonl"  # the same rows: the report's misclassified list
         if sentences.exists():
             shutil.copyfile(sentences, run_dir / "oof_examples.jsonl")
-        result["metrics"] = compute_metrics(gold, combined[rows])
         info["member_metrics"] = {m.name: compute_metrics(gold, member[rows]) for m, member in zip(members, oof)}
     result.update(
         submission=str(submission), ensemble=info, environment=environment(), seconds=round(time.time() - started, 1)

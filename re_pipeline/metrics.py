@@ -69,20 +69,23 @@ def _check_probs(labels: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.
     return labels, probs
 
 
-def micro_f1(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> float:
-    """The competition's micro-F1 over every class except the no-relation id 0, in percent."""
+def micro_f1(labels: np.ndarray, preds: np.ndarray, num_classes: int, weights: np.ndarray | None = None) -> float:
+    """The competition's micro-F1 over every class except the no-relation id 0, in percent (rows weighted
+    by `weights` when given)."""
     labels, preds = _check_preds(labels, preds, num_classes)
-    score = f1_score(labels, preds, average="micro", labels=list(range(1, num_classes)), zero_division=0.0)
+    score = f1_score(
+        labels, preds, average="micro", labels=list(range(1, num_classes)), zero_division=0.0, sample_weight=weights
+    )
     return float(score) * 100.0
 
 
-def accuracy(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> float:
-    """Share of exact predictions, no-relation included, in percent."""
+def accuracy(labels: np.ndarray, preds: np.ndarray, num_classes: int, weights: np.ndarray | None = None) -> float:
+    """Share of exact predictions, no-relation included, in percent (weighted by `weights` when given)."""
     labels, preds = _check_preds(labels, preds, num_classes)
-    return float((labels == preds).mean()) * 100.0
+    return float(np.average(labels == preds, weights=weights)) * 100.0
 
 
-def auprc(labels: np.ndarray, probs: np.ndarray) -> float:
+def auprc(labels: np.ndarray, probs: np.ndarray, weights: np.ndarray | None = None) -> float:
     """The competition's AUPRC: one-vs-rest PR-curve area per class, averaged over all C classes, in percent.
 
     A class with no positive example scores exactly 0.5. That is what the competition's code
@@ -91,28 +94,34 @@ def auprc(labels: np.ndarray, probs: np.ndarray) -> float:
     area is the closing segment from (recall 1, precision 0) to (recall 0, precision 1).
     (Older scikit-learn gave NaN there.) The case is handled here without calling
     scikit-learn, so no warning is raised and the result never depends on the installed version.
+    With `weights`, each row counts with its weight in the precision-recall curves.
     """
     labels, probs = _check_probs(labels, probs)
     scores = np.empty(probs.shape[1])
     for c in range(probs.shape[1]):
         positives = labels == c
-        if not positives.any():
+        if not positives.any() or (weights is not None and weights[positives].sum() == 0):
             scores[c] = 0.5
             continue
-        precision, recall, _ = precision_recall_curve(positives, probs[:, c])
+        precision, recall, _ = precision_recall_curve(positives, probs[:, c], sample_weight=weights)
         scores[c] = auc(recall, precision)
     return float(scores.mean()) * 100.0
 
 
-def compute_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
-    """`micro_f1`, `auprc` and `accuracy` (percent) from softmax probabilities; preds are the argmax."""
+def compute_metrics(labels: np.ndarray, probs: np.ndarray, weights: np.ndarray | None = None) -> dict[str, float]:
+    """`micro_f1`, `auprc` and `accuracy` (percent) from softmax probabilities; preds are the argmax. With
+    `weights` (one per row), every metric counts each row with its weight."""
     labels, probs = _check_probs(labels, probs)
+    if weights is not None and (
+        len(weights) != len(labels) or not np.all(np.isfinite(weights)) or (weights < 0).any()
+    ):
+        raise PipelineError(f"weights must be {len(labels)} finite non-negative numbers, one per row")
     preds = probs.argmax(axis=1)
     num_classes = probs.shape[1]
     return {
-        "micro_f1": micro_f1(labels, preds, num_classes),
-        "auprc": auprc(labels, probs),
-        "accuracy": accuracy(labels, preds, num_classes),
+        "micro_f1": micro_f1(labels, preds, num_classes, weights),
+        "auprc": auprc(labels, probs, weights),
+        "accuracy": accuracy(labels, preds, num_classes, weights),
     }
 
 

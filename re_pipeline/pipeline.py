@@ -8,7 +8,6 @@ probabilities, models) and `submissions/<run_id>.csv` (validated).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import shutil
@@ -24,10 +23,22 @@ from accelerate.utils import broadcast_object_list
 from transformers import set_seed
 
 from .config import Config, to_yaml, with_values
+from .data.audit import Ledger
 from .data.augment import augment
-from .data.features import RelationCollator, add_pair_column, build_features, prepare_tokenizer, token_lengths
-from .data.load import LoadedData, load_configured
+from .data.clean import apply_label_rules
+from .data.features import (
+    RelationCollator,
+    add_pair_column,
+    build_features,
+    prepare_tokenizer,
+    shared_head_note,
+    token_lengths,
+    window_note,
+)
+from .data.load import LoadedData, check_test_labels, load_configured
+from .data.morphemes import space_sentences
 from .data.schema import Example
+from .data.split import Fold, split_rows
 from .errors import PipelineError
 from .hf_trainer import resume_training
 from .html_report import write_report
@@ -35,15 +46,18 @@ from .io_utils import atomic_dir, atomic_write, read_json, write_json
 from .labels import LabelSet
 from .metrics import compute_metrics, per_class_report
 from .models.backbone import build_encoder, default_tokenizer, load_encoder, load_tokenizer
+from .models.classical import CLASSICAL
 from .models.peft import new_token_ids, trainable_parameters
 from .models.relation import RelationModel, build_model
 from .models.store import save_relation_model
-from .progress import StageBars
+from .prior import PRIOR_SHIFTS
+from .progress import StageBars, stage
 from .reports import write_reports
 from .runs import data_files, environment, new_run_id, write_metrics_log
+from .shift import shift_tables, weights_like_test
 from .submission import validate_submission, with_quarantined_rows, write_submission
 from .tapt import run_tapt
-from .train import last_checkpoint, make_trainer, predict_probs, split_indices
+from .train import last_checkpoint, make_trainer, predict_probs
 
 CACHE = Path(".cache")  # trained tokenizers and TAPT checkpoints, keyed by their inputs
 
@@ -58,19 +72,24 @@ def distributed() -> PartialState:
 
 
 def load_inputs(config: Config) -> tuple[LoadedData, LoadedData | None]:
-    """The cleaned train data (labelled rows required) and the test data read with train's label set."""
-    train = load_configured(config.data.train, config.data, config.clean)
+    """The cleaned train data (labelled rows required) and the test data read with train's label set. The
+    rules that read the gold label are left for the training part of each split (`train_fold`)."""
+    train = load_configured(config.data.train, config.data, config.clean, label_rules=False)
     if not train.examples or all(ex.label is None for ex in train.examples):
         raise PipelineError(f"{config.data.train}: no labelled rows to train on")
     test = None
     if config.data.test:
         test = load_configured(config.data.test, config.data, config.clean, train.label_set)
+        if config.data.labels == "auto":  # a label set the user named is their choice
+            check_test_labels(train.label_set, test, config.data.unlabelled_values)
     return train, test
 
 
-def task_sentences(train: LoadedData, test: LoadedData | None) -> list[str]:
-    """The unique train and test sentences (the competition allows the unlabelled test text)."""
-    return sorted({ex.sentence for ex in train.examples + (test.examples if test else [])})
+def task_sentences(config: Config, train: LoadedData, test: LoadedData | None) -> list[str]:
+    """The unique train and test sentences (the competition allows the unlabelled test text), morpheme-spaced
+    when the input format is."""
+    sentences = sorted({ex.sentence for ex in train.examples + (test.examples if test else [])})
+    return space_sentences(sentences) if config.markers.morphemes else sentences
 
 
 def prepare_backbone(
@@ -93,7 +112,7 @@ def prepare_backbone(
             tok_dir = cache / "tokenizers" / _digest(sorted(sentences), backbone.vocab_size)
             log(f"tokenizer: {'cached' if (tok_dir / 'tokenizer.json').exists() else 'training'} ({tok_dir})")
             if not (tok_dir / "tokenizer.json").exists():
-                with atomic_dir(tok_dir) as tmp, bars.stage("tokenizer") if bars else contextlib.nullcontext():
+                with atomic_dir(tok_dir) as tmp, stage(bars, "tokenizer"):
                     default_tokenizer(sentences, backbone, tmp, show_progress=bars is None)
             tokenizer, source = load_tokenizer(str(tok_dir)), None
     if config.tapt.enabled:
@@ -118,6 +137,11 @@ class RunInputs:
     label_set: LabelSet
     source: str | None  # where the encoder comes from (a hub name or folder, e.g. TAPT's); None: a fresh default
     callbacks: tuple = ()  # extra `TrainerCallback`s for every fold
+
+    @property
+    def bars(self) -> StageBars | None:
+        """The console's progress bars among the callbacks (None: the libraries' own output)."""
+        return next((cb for cb in self.callbacks if isinstance(cb, StageBars)), None)
 
     def features(self, examples: list[Example]):
         """Tokenized model inputs of `examples` (a `datasets.Dataset`) and their stats."""
@@ -171,19 +195,50 @@ def fold_encoder(inputs: RunInputs, fold_dir: Path) -> tuple[torch.nn.Module, st
 
 
 def train_fold(
-    k: int, fold_dir: Path, fold_train: list[Example], fold_val: list[Example], test_ds, inputs: RunInputs, log
+    k: int,
+    fold_dir: Path,
+    fold_train: list[Example],
+    fold_val: list[Example],
+    test_examples: list[Example],
+    test_ds,
+    inputs: RunInputs,
+    log,
 ) -> FoldResult:
-    """Train one fold (resuming from its last checkpoint if there is one); save and return its outputs."""
+    """Train one fold (resuming from its last checkpoint if there is one); save and return its outputs.
+
+    The training rows get the rules that read the gold label (`clean.apply_label_rules`) and augmentation
+    here, after the split: validation rows are never relabelled, deduplicated by label or augmented."""
     if (fold_dir / "fold.json").exists():
         log(f"fold {k + 1}: already finished, outputs reused")
         return FoldResult.load(fold_dir)
     config = inputs.config
-    fold_train, aug_summary = augment(fold_train, config.augment)  # training rows only, after the split
+    rules = Ledger("training rows", rows_read=len(fold_train))
+    fold_train = apply_label_rules(fold_train, rules, config.clean)
+    fold_train, aug_summary = augment(fold_train, config.augment)
+    train = FOLD_TRAINERS[config.model.kind]
+    val_probs, test_probs, info = train(k, fold_dir, fold_train, fold_val, test_examples, test_ds, inputs, log)
+    result = FoldResult(val_probs, test_probs, {"label_rules": rules.rule_counts(), "augment": aug_summary, **info})
+    if val_probs is not None:
+        result.info["metrics"] = compute_metrics(
+            np.array(inputs.label_set.ids(ex.label for ex in fold_val)), val_probs
+        )
+    if distributed().is_main_process:
+        result.save(fold_dir)
+    return result
+
+
+def train_transformer(k, fold_dir, fold_train, fold_val, test_examples, test_ds, inputs: RunInputs, log):
+    """`model.kind: transformer`: featurize, build the relation model, train it, predict; the model is saved
+    in `fold_dir/model`. Returns validation and test probabilities and what `fold.json` keeps."""
+    config = inputs.config
     train_ds, stats = inputs.features(fold_train)
-    val_ds = inputs.features(fold_val)[0] if fold_val else None
+    val_ds, val_stats = inputs.features(fold_val) if fold_val else (None, None)
+    max_length = config.train.max_length
+    notes = [window_note(stats, "training", max_length), window_note(val_stats, "validation", max_length)]
     encoder, source = fold_encoder(inputs, fold_dir)
+    tokenizer = inputs.tokenizer
     model, pair_names = build_model(
-        encoder, config.model, inputs.label_set, fold_train, new_token_ids(inputs.tokenizer)
+        encoder, config.model, inputs.label_set, fold_train, new_token_ids(tokenizer), tokenizer.mask_token_id
     )
     count, percent = trainable_parameters(model)
     if config.model.peft.enabled:
@@ -191,26 +246,53 @@ def train_fold(
     train_ds, val_ds, test_ds = (
         add_pair_column(ds, pair_names) if ds is not None else None for ds in (train_ds, val_ds, test_ds)
     )
+    if config.model.type_pair_heads:
+        notes += [shared_head_note(val_ds, "validation"), shared_head_note(test_ds, "test")]
+    notes = list(filter(None, notes))
+    for note in notes:
+        log(f"fold {k + 1}: {note}")
     trainer = fit(model, train_ds, val_ds, test_ds, inputs, fold_dir, k, log)
-    result = FoldResult(
-        predict_probs(trainer, val_ds) if val_ds is not None else None,
-        predict_probs(trainer, test_ds) if test_ds is not None else None,
-        {
-            "augment": aug_summary,
-            "features": stats,
-            "trainable": {"count": count, "percent": percent},
-            "log_history": trainer.state.log_history,
-            "metrics": None,
-        },
-    )
-    if result.val_probs is not None:
-        result.info["metrics"] = compute_metrics(
-            np.array(inputs.label_set.ids(ex.label for ex in fold_val)), result.val_probs
-        )
+    val_probs = predict_probs(trainer, val_ds) if val_ds is not None else None
+    test_probs = predict_probs(trainer, test_ds) if test_ds is not None else None
     if distributed().is_main_process:
-        save_relation_model(model, inputs.tokenizer, inputs.label_set, pair_names, fold_dir / "model", base=source)
-        result.save(fold_dir)
-    return result
+        save_relation_model(model, tokenizer, inputs.label_set, pair_names, fold_dir / "model", base=source)
+    info = {
+        "features": stats,
+        "notes": notes,
+        "trainable": {"count": count, "percent": percent},
+        "log_history": trainer.state.log_history,
+    }
+    return val_probs, test_probs, info
+
+
+def train_classical(k, fold_dir, fold_train, fold_val, test_examples, test_ds, inputs: RunInputs, log):
+    """`model.kind: tfidf | prior` (models/classical.py): fit on the fold's training rows, predict, save in the
+    kind's folder of `fold_dir`."""
+    config, label_set = inputs.config, inputs.label_set
+    kind = CLASSICAL[config.model.kind]
+    log(f"fold {k + 1}: {config.model.kind} on {len(fold_train):,} rows")
+    started = time.time()
+    with stage(inputs.bars, f"fold {k + 1}: {config.model.kind}"):  # no steps to count: a bar per stage
+        model = kind.model.fit(
+            kind.inputs(fold_train, config.markers),
+            label_set.ids(ex.label for ex in fold_train),
+            len(label_set),
+            kind.settings(config.model),
+            config.seed,
+        )
+    with stage(inputs.bars, f"fold {k + 1}: predicting"):
+        val_probs = model.predict_proba(kind.inputs(fold_val, config.markers)) if fold_val else None
+        test_probs = model.predict_proba(kind.inputs(test_examples, config.markers)) if test_examples else None
+    if distributed().is_main_process:
+        model.save(fold_dir / kind.folder)
+    return (
+        val_probs,
+        test_probs,
+        {"features": {"examples": len(fold_train)}, "seconds": round(time.time() - started, 1)},
+    )
+
+
+FOLD_TRAINERS = {"transformer": train_transformer, **dict.fromkeys(CLASSICAL, train_classical)}
 
 
 def fit(model: RelationModel, train_ds, val_ds, test_ds, inputs: RunInputs, fold_dir: Path, k: int, log):
@@ -268,46 +350,62 @@ def run_pipeline(
         with atomic_write(run_dir / "config.yaml") as fh:
             fh.write(to_yaml(config))
     train, test = load_inputs(config)
-    if main:
-        for name, loaded in (("train", train), ("test", test)):
-            if loaded is not None:
+    for name, loaded in (("train", train), ("test", test)):
+        if loaded is not None:
+            log(f"{name} data: " + ", ".join(f"{k} {n:,}" for k, n in loaded.ledger.counts().items()))
+            for note in loaded.ledger.notes:
+                log(f"  {name}: {note}")
+            if main:
                 loaded.ledger.write(run_dir / f"{name}.audit.csv", run_dir / f"{name}.quarantine.csv")
+    if main:
         write_json(run_dir / "labels.json", train.label_set.to_dict())
     inputs = prepare_run(config, train, test, run_dir, log, cache, callbacks, bars)
     examples, test_examples = train.examples, test.examples if test else []
-    test_ds = inputs.features(test_examples)[0] if test_examples else None
+    test_ds = None
+    if test_examples and inputs.tokenizer is not None:  # tfidf runs read the examples themselves
+        test_ds, test_stats = inputs.features(test_examples)
+        note = window_note(test_stats, "test data", config.train.max_length)
+        if note:
+            log(f"test: {note}")
+            test.ledger.note(note)  # in result.json's ledger summary
 
-    labels = [ex.label for ex in examples]
-    splits = split_indices(labels, [ex.parent_id or ex.id for ex in examples], config.train, config.seed)
+    t = config.train
+    splits = split_rows(examples, t.split, t.validation, t.holdout_fraction, t.folds, config.seed)
     if only_folds is not None and not set(only_folds) <= set(range(len(splits))):
         raise PipelineError(
             f"fold {max(only_folds)} does not exist: the config makes {len(splits)} fold(s), numbered from 0"
         )
     oof = np.full((len(examples), len(train.label_set)), np.nan)
     test_probs, folds = [], {}
-    for k, (train_idx, val_idx) in enumerate(splits):
+    for k, split in enumerate(splits):
         if only_folds is not None and k not in only_folds:
             continue
-        log(f"fold {k + 1}/{len(splits)}: {len(train_idx):,} train rows, {len(val_idx):,} validation rows")
+        left_out = split.left_out(len(examples))
+        log(
+            f"fold {k + 1}/{len(splits)} ({t.split} split): {len(split.train):,} train rows, "
+            f"{len(split.val):,} validation rows" + (f", {left_out:,} rows left out of both" if left_out else "")
+        )
         set_seed(config.seed)  # the model's initial weights must not depend on what ran before in this process
         fold = train_fold(
             k,
             run_dir / f"fold{k}",
-            [examples[i] for i in train_idx],
-            [examples[i] for i in val_idx],
+            [examples[i] for i in split.train],
+            [examples[i] for i in split.val],
+            test_examples,
             test_ds,
             inputs,
             log,
         )
+        fold.info["rows"] = {"train": len(split.train), "validation": len(split.val), "left_out": left_out}
         if fold.val_probs is not None:
-            oof[val_idx] = fold.val_probs
+            oof[split.val] = fold.val_probs
             log(f"fold {k + 1}: " + ", ".join(f"{m} {v:.2f}" for m, v in fold.info["metrics"].items()))
         if fold.test_probs is not None:
             test_probs.append(fold.test_probs)
         folds[f"fold{k}"] = fold.info
     if not main or only_folds is not None:
         return run_dir
-    write_results(config, run_dir, submissions_dir, train, test, oof, test_probs, folds, started, log)
+    write_results(config, run_dir, submissions_dir, train, test, splits[0], oof, test_probs, folds, started, log)
     return run_dir
 
 
@@ -322,10 +420,15 @@ def prepare_run(
     bars: StageBars | None = None,
 ) -> RunInputs:
     """The tokenizer (with the format's marker tokens, saved in the run folder) and the encoder's source (TAPT);
-    `bars` shows every stage, each fold's training and prediction included."""
+    neither for the classical kinds (tfidf, prior); `bars` shows every stage, each fold's training and prediction
+    included."""
+    callbacks = (*callbacks, *([bars] if bars else []))
+    if config.model.kind in CLASSICAL:
+        return RunInputs(config, None, train.label_set, None, callbacks)
     state = distributed()
-    sentences = task_sentences(train, test)
-    tokenizer, source = prepare_backbone(config, sentences, log, cache, saved=run_dir / "tokenizer", bars=bars)
+    tokenizer, source = prepare_backbone(
+        config, task_sentences(config, train, test), log, cache, saved=run_dir / "tokenizer", bars=bars
+    )
     state.wait_for_everyone()  # every rank has read the run's tokenizer before rank 0 writes it
     examples = train.examples + (test.examples if test else [])
     prepare_tokenizer(tokenizer, config.markers, sorted({e.type for ex in examples for e in (ex.subject, ex.object)}))
@@ -333,7 +436,7 @@ def prepare_run(
         with atomic_dir(run_dir / "tokenizer") as tmp:
             tokenizer.save_pretrained(tmp)
     log(f"features: {config.markers.format} markers, max {config.train.max_length} tokens")
-    return RunInputs(config, tokenizer, train.label_set, source, (*callbacks, *([bars] if bars else [])))
+    return RunInputs(config, tokenizer, train.label_set, source, callbacks)
 
 
 def write_results(
@@ -342,15 +445,19 @@ def write_results(
     submissions_dir: Path,
     train: LoadedData,
     test: LoadedData | None,
+    first: Fold,
     oof: np.ndarray,
     test_probs: list[np.ndarray],
     folds: dict,
     started: float,
     log,
 ) -> None:
-    """Out-of-fold metrics and figures, the submission (fold models' test probabilities averaged), and
-    `result.json`: a run folder with result.json is finished. Then the HTML report and the runs' index."""
+    """Out-of-fold metrics (raw, and reweighted to the test's type pairs and sources), reports, the shift table
+    (the first fold's training and validation rows against the test's), the submission (fold models' test
+    probabilities averaged, prior-corrected with `train.prior_shift`), and `result.json`, written last: a
+    run folder with result.json is finished. Then the HTML report and the runs' index."""
     label_set, examples = train.label_set, train.examples
+    test_examples = test.examples if test else []
     labels = [ex.label for ex in examples]
     result = {
         "run_id": run_dir.name,
@@ -364,21 +471,33 @@ def write_results(
     if predicted.any():
         gold = np.array(label_set.ids(labels))[predicted]
         result["metrics"] = compute_metrics(gold, oof[predicted])
+        if test_examples:
+            weights = weights_like_test([ex for ex, p in zip(examples, predicted) if p], test_examples)
+            result["metrics_reweighted"] = compute_metrics(gold, oof[predicted], weights)
         write_json(run_dir / "per_class.json", {"report": per_class_report(gold, oof[predicted], label_set)})
         np.save(run_dir / "oof_probs.npy", oof, allow_pickle=False)
         write_json(run_dir / "oof_ids.json", {"ids": [ex.id for ex in examples], "labels": labels})
         write_oof_examples(run_dir / "oof_examples.jsonl", examples, predicted)
         result["reports"] = [path.name for path in write_reports(run_dir)]
+    mean = None
     if test_probs:
         mean = np.mean(test_probs, axis=0)
         mean = mean / mean.sum(axis=1, keepdims=True)
-        ids, mean = with_quarantined_rows(test, mean, log)
-        np.save(run_dir / "test_probs.npy", mean, allow_pickle=False)
-        submission = write_submission(submissions_dir / f"{run_dir.name}.csv", ids, mean, label_set)
+        prior = np.bincount(label_set.ids(labels), minlength=len(label_set)) / len(labels)
+        write_json(run_dir / "prior.json", {"train": prior.tolist()})  # for the run's Predictor
+        mean, estimated = PRIOR_SHIFTS[config.train.prior_shift](mean, prior)
+        result["test_prior"] = {"no_relation_train": float(prior[0]), "no_relation_estimated": float(estimated[0])}
+        ids, full = with_quarantined_rows(test, mean, log)
+        np.save(run_dir / "test_probs.npy", full, allow_pickle=False)
+        submission = write_submission(submissions_dir / f"{run_dir.name}.csv", ids, full, label_set)
         problems = validate_submission(submission, ids, label_set)
         if problems:
             raise PipelineError(f"the written submission failed validation: {problems[0]}")
         result["submission"] = str(submission)
+    tables = shift_tables(
+        [examples[i] for i in first.train], [examples[i] for i in first.val], test_examples, mean, label_set
+    )
+    write_json(run_dir / "shift.json", {"tables": tables})
     write_metrics_log(run_dir / "metrics.jsonl", folds)
     result.update(
         ledgers={"train": train.ledger.summary(), "test": test.ledger.summary() if test else None},
@@ -415,7 +534,7 @@ def run_tapt_stage(
     with atomic_write(run_dir / "config.yaml") as fh:
         fh.write(to_yaml(config))
     train, test = load_inputs(config)
-    _, source = prepare_backbone(config, task_sentences(train, test), log, cache, bars=bars)
+    _, source = prepare_backbone(config, task_sentences(config, train, test), log, cache, bars=bars)
     shutil.copytree(source, run_dir / "model", dirs_exist_ok=True)
     tapt_log = read_json(run_dir / "model" / "tapt_log.json")
     result = {

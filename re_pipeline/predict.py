@@ -16,77 +16,130 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import Config, load_config
-from .data.features import RelationCollator, add_pair_column, build_features, length_order
+from .data.features import (
+    RelationCollator,
+    add_pair_column,
+    build_features,
+    length_order,
+    shared_head_note,
+    window_note,
+)
 from .data.load import load_configured
 from .data.schema import Entity, Example
+from .device import autocast, resolve_precision
 from .errors import PipelineError
+from .io_utils import read_json
+from .labels import LabelSet
 from .metrics import softmax
+from .models.classical import CLASSICAL
 from .models.peft import merge_for_inference
 from .models.store import load_relation_model
+from .prior import PRIOR_SHIFTS
 from .submission import validate_submission, with_quarantined_rows, write_submission
 
 
-class Predictor:
-    def __init__(
-        self, models: list, tokenizer, label_set, pairs: list[list[str]], config: Config, batch_size: int = 64
-    ):
-        """`pairs[i]`: the type-pair vocabulary fold model i was trained with."""
-        self.models, self.tokenizer, self.label_set, self.pairs, self.config = (
-            models,
-            tokenizer,
-            label_set,
-            pairs,
-            config,
-        )
-        self.batch_size = batch_size
-        self.collator = RelationCollator(tokenizer.pad_token_id)
+class TransformerFolds:
+    """The fold models of a `model.kind: transformer` run: probabilities averaged over them."""
 
-    @classmethod
-    def from_run(cls, run_dir: str | Path, batch_size: int = 64) -> Predictor:
-        run_dir = Path(run_dir)
+    def __init__(self, run_dir: Path, config: Config, batch_size: int):
         model_dirs = sorted(run_dir.glob("fold*/model"))
         if not model_dirs:
             raise PipelineError(f"{run_dir}: no trained model found (expected fold*/model folders)")
         loaded = [load_relation_model(d) for d in model_dirs]
-        _, tokenizer, label_set, _ = loaded[0]
-        return cls(
-            [merge_for_inference(m[0]) for m in loaded],
-            tokenizer,
-            label_set,
-            [m[3] for m in loaded],
-            load_config(run_dir / "config.yaml"),
-            batch_size,
-        )
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        # Merged LoRA weights round differently in bf16: merge only in fp32, where it changes nothing.
+        merge = resolve_precision(config.train.precision) == "fp32"
+        self.models = [(merge_for_inference(m[0]) if merge else m[0]).to(self.device) for m in loaded]
+        self.pairs = [m[3] for m in loaded]  # the type-pair vocabulary each fold model was trained with
+        self.tokenizer, self.config, self.batch_size = loaded[0][1], config, batch_size
+        self.collator = RelationCollator(self.tokenizer.pad_token_id)
 
-    def predict_probs(self, examples: list[Example]) -> np.ndarray:
-        """Softmax probabilities [n, labels], averaged over the run's fold models."""
-        dataset, _ = build_features(examples, self.tokenizer, self.config.markers, None, self.config.train.max_length)
+    def __call__(self, examples: list[Example], num_labels: int, log) -> np.ndarray:
+        """Softmax probabilities [n, labels], averaged over the fold models. `log` gets a line for rows windowed
+        around each entity and, with type-pair heads, for rows the shared head answers."""
+        max_length = self.config.train.max_length
+        dataset, stats = build_features(examples, self.tokenizer, self.config.markers, None, max_length)
+        notes = [window_note(stats, "data", max_length)]
         order = length_order(dataset)
         dataset = dataset.select(order)
-        total = np.zeros((len(examples), len(self.label_set)))
+        total = np.zeros((len(examples), num_labels))
         for k, (model, pairs) in enumerate(zip(self.models, self.pairs)):
             paired = add_pair_column(dataset, pairs)
+            if self.config.model.type_pair_heads:
+                notes.append(shared_head_note(paired, f"data (model {k + 1})"))
             logits = []
             starts = range(0, len(paired), self.batch_size)
-            with torch.inference_mode():
+            with torch.inference_mode(), autocast(self.config.train.precision, self.device):
                 for start in tqdm(
                     starts, desc=f"predicting (model {k + 1}/{len(self.models)})", disable=len(starts) < 10
                 ):
                     batch = self.collator(list(paired.select(range(start, min(start + self.batch_size, len(paired))))))
                     batch.pop("labels", None)
-                    logits.append(model(**batch)["logits"].float().numpy())
+                    batch = {key: value.to(self.device) for key, value in batch.items()}
+                    logits.append(model(**batch)["logits"].float().cpu().numpy())
             total[order] += softmax(np.concatenate(logits).astype(np.float64))
+        for note in filter(None, notes):
+            log(note)
         return total / len(self.models)
+
+
+class ClassicalFolds:
+    """The fold models of a classical run (`model.kind: tfidf | prior`): probabilities averaged over them."""
+
+    def __init__(self, run_dir: Path, config: Config, batch_size: int):
+        self.kind, self.config = CLASSICAL[config.model.kind], config
+        model_dirs = sorted(run_dir.glob(f"fold*/{self.kind.folder}"))
+        if not model_dirs:
+            raise PipelineError(f"{run_dir}: no trained model found (expected fold*/{self.kind.folder} folders)")
+        self.models = [self.kind.model.load(d) for d in model_dirs]
+
+    def __call__(self, examples: list[Example], num_labels: int, log) -> np.ndarray:
+        inputs = self.kind.inputs(examples, self.config.markers)
+        return np.mean([model.predict_proba(inputs) for model in self.models], axis=0)
+
+
+SCORERS = {"transformer": TransformerFolds, **dict.fromkeys(CLASSICAL, ClassicalFolds)}
+
+
+class Predictor:
+    """A trained run, ready to predict: its fold models averaged, and the run's test-prior correction."""
+
+    def __init__(self, config: Config, label_set: LabelSet, folds, prior: np.ndarray | None = None):
+        self.config, self.label_set, self.folds, self.prior = config, label_set, folds, prior
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, batch_size: int | None = None) -> Predictor:
+        """The run's models; `batch_size` defaults to the run's `train.eval_batch_size`, so batches (and their
+        rounding in bf16) are the ones the run's own predictions had."""
+        run_dir = Path(run_dir)
+        config = load_config(run_dir / "config.yaml")
+        label_set = LabelSet.from_dict(read_json(run_dir / "labels.json"))
+        prior = read_json(run_dir / "prior.json")["train"] if (run_dir / "prior.json").exists() else None
+        folds = SCORERS[config.model.kind](run_dir, config, batch_size or config.train.eval_batch_size)
+        return cls(config, label_set, folds, prior)
+
+    def predict_probs(self, examples: list[Example], log=None) -> np.ndarray:
+        """Probabilities [n, labels], averaged over the run's fold models (no test-prior correction). `log` gets
+        a line for rows windowed around each entity and, with type-pair heads, for rows the shared head answers."""
+        return self.folds(examples, len(self.label_set), log or (lambda message: None))
+
+    def predict_test(self, examples: list[Example], log=None) -> np.ndarray:
+        """Probabilities of a whole test file, corrected to its estimated label prior as the run's own
+        submission was (`train.prior_shift`)."""
+        probs = self.predict_probs(examples, log)
+        if self.prior is None:
+            return probs
+        return PRIOR_SHIFTS[self.config.train.prior_shift](probs, np.asarray(self.prior))[0]
 
     def __call__(
         self, sentence: str, subject: tuple[int, int, str], object: tuple[int, int, str]
     ) -> tuple[str, float]:
-        """Relation and probability for one sentence; entities as (start, end inclusive, type)."""
+        """Relation and probability for one sentence; entities as (start, end inclusive, type, any case)."""
         entities = []
         for role, (start, end, type_) in (("subject", subject), ("object", object)):
             if not (0 <= start <= end < len(sentence)):
                 raise PipelineError(f"{role} span ({start}, {end}) is outside the sentence (length {len(sentence)})")
-            entities.append(Entity(sentence[start : end + 1], start, end, type_))
+            entities.append(Entity(sentence[start : end + 1], start, end, type_.strip().upper()))
         probs = self.predict_probs([Example("0", sentence, entities[0], entities[1], None)])[0]
         best = int(np.argmax(probs))
         return self.label_set.names[best], float(probs[best])
@@ -97,7 +150,7 @@ def predict_file(run_dir: str | Path, data: str | Path, out: str | Path, log=pri
     predictor = Predictor.from_run(run_dir)
     cfg = predictor.config
     test = load_configured(data, cfg.data, cfg.clean, predictor.label_set)
-    ids, probs = with_quarantined_rows(test, predictor.predict_probs(test.examples), log)
+    ids, probs = with_quarantined_rows(test, predictor.predict_test(test.examples, log), log)
     path = write_submission(out, ids, probs, predictor.label_set)
     problems = validate_submission(path, ids, predictor.label_set)
     if problems:

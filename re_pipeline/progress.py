@@ -107,6 +107,11 @@ class StageBars(TrainerCallback):
         self.progress.advance(self.predicting)
 
 
+def stage(bars: StageBars | None, name: str):
+    """`bars.stage(name)`, or nothing where no bars are shown (`--verbose`, library use)."""
+    return bars.stage(name) if bars is not None else contextlib.nullcontext()
+
+
 def replace_stock_output(trainer: Trainer) -> Trainer:
     """Drop the Trainer's own progress bar and printed log dicts when a `StageBars` shows its progress."""
     if any(isinstance(cb, StageBars) for cb in trainer.callback_handler.callbacks):

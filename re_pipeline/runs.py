@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import yaml
 
+from .device import resolve_precision
 from .errors import PipelineError
 from .io_utils import atomic_write, file_sha256, read_json
 from .leaderboard import latest
@@ -52,6 +53,7 @@ def environment() -> dict:
         except metadata.PackageNotFoundError:
             versions[lib] = None
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)"
+    device += f", precision auto = {resolve_precision('auto')}"
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),

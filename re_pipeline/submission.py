@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .data.io import row_ids
 from .data.load import LoadedData
 from .errors import PipelineError
 from .io_utils import atomic_write
@@ -174,13 +175,13 @@ def _name(items: list[str]) -> str:
 
 
 def with_quarantined_rows(test: LoadedData, probs: np.ndarray, log) -> tuple[list[str], np.ndarray]:
-    """Every test row gets a prediction: quarantined rows get no_relation (probability 1), in file order."""
-    rows = [(ex.row, ex.id, p) for ex, p in zip(test.examples, probs)]
+    """Every test row gets a prediction, in file order (`row_ids`, as `validate-submission` reads the test
+    file): quarantined rows get no_relation (probability 1)."""
+    by_id = dict(zip((ex.id for ex in test.examples), probs))
     fallback = np.eye(probs.shape[1])[0]
-    rows += [(r.row, r.id, fallback) for r in test.ledger.removals]
     if test.ledger.removals:
         log(
             f"warning: {len(test.ledger.removals)} quarantined test rows are submitted as no_relation (see test.quarantine.csv)"
         )
-    rows.sort(key=lambda r: r[0])
-    return [r[1] for r in rows], np.stack([r[2] for r in rows])
+    ids = row_ids(test.examples, test.ledger)
+    return ids, np.stack([by_id.get(id_, fallback) for id_ in ids])

@@ -25,10 +25,11 @@ from torch import nn
 from torch.nn import functional as F
 from transformers import AutoModelForMaskedLM, Trainer, TrainingArguments, XLMRobertaForMaskedLM, set_seed
 
+from .device import PRECISIONS, precision_flags
 from .errors import PipelineError
 from .models.backbone import BackboneConfig, build_config, load_pretrained
 from .progress import replace_stock_output
-from .typed_config import option
+from .typed_config import check, choice, option
 
 
 @dataclass
@@ -47,7 +48,18 @@ class TaptConfig:
     whole_word: bool = option(False, "mask whole whitespace words (a Korean eojeol with its particles), not pieces")
     max_length: int = option(128, "tokens per sentence")
     seed: int = option(42, "seed of the masks and the initial weights")
-    bf16: bool = option(False, "bfloat16 autocast (slower than float32 on CPUs without bf16 units)")
+    precision: str = option("auto", "auto (bf16 where the GPU or CPU computes it in hardware) | fp32 | bf16 | fp16")
+
+    def __post_init__(self) -> None:
+        choice("tapt.precision", self.precision, PRECISIONS)
+        check("tapt.epochs", self.epochs > 0 or self.steps is not None, "above 0", self.epochs)
+        check("tapt.steps", self.steps is None or self.steps >= 1, "null or at least 1", self.steps)
+        check("tapt.batch_size", self.batch_size >= 1, "at least 1", self.batch_size)
+        check("tapt.learning_rate", self.learning_rate > 0, "above 0", self.learning_rate)
+        check("tapt.warmup_ratio", 0 <= self.warmup_ratio < 1, "in [0, 1)", self.warmup_ratio)
+        check("tapt.weight_decay", self.weight_decay >= 0, "at least 0", self.weight_decay)
+        check("tapt.mlm_probability", 0 < self.mlm_probability <= 1, "in (0, 1]", self.mlm_probability)
+        check("tapt.max_length", self.max_length >= 8, "at least 8", self.max_length)
 
     def total_steps(self, sentences: int) -> int:
         return self.steps if self.steps is not None else max(1, math.ceil(self.epochs * sentences / self.batch_size))
@@ -196,8 +208,9 @@ def run_tapt(
         learning_rate=config.learning_rate,
         warmup_steps=round(config.warmup_ratio * steps),
         weight_decay=config.weight_decay,
-        bf16=config.bf16,
         use_cpu=not torch.cuda.is_available(),  # lets bf16 autocast run on a CPU-only machine
+        optim="adamw_torch_fused" if torch.cuda.is_available() else "adamw_torch",
+        **precision_flags(config.precision),
         seed=config.seed,
         train_sampling_strategy="group_by_length",
         logging_steps=max(1, steps // 50),

@@ -15,19 +15,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.model_selection import StratifiedGroupKFold
 from transformers import EarlyStoppingCallback, TrainingArguments
 
 from .data.features import length_order, token_lengths
+from .data.split import SPLITS
+from .device import PRECISIONS, precision_flags
 from .errors import PipelineError
 from .hf_trainer import RelationTrainer
 from .metrics import compute_metrics, softmax
+from .prior import PRIOR_SHIFTS
 from .progress import replace_stock_output
-from .typed_config import choice, option
+from .typed_config import check, choice, option
 
 VALIDATIONS = ("holdout", "kfold", "none")
 CURRICULA = (None, "length")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 @dataclass
@@ -41,8 +42,11 @@ class TrainConfig:
     learning_rate: float = option(3e-4, "peak AdamW rate; ~1e-5 to 3e-5 for large pretrained encoders")
     weight_decay: float = option(0.01, "AdamW weight decay")
     warmup_ratio: float = option(0.1, "share of the steps with a linearly rising rate")
+    warmup_steps: int | None = option(None, "steps with a linearly rising rate (overrides warmup_ratio)")
+    gradient_accumulation: int = option(1, "steps whose gradients add up before each optimizer step")
     max_length: int = option(256, "tokens per input; longer inputs keep a window around the entities")
     validation: str = option("holdout", "holdout | kfold | none")
+    split: str = option("random", "which rows validate: " + " | ".join(SPLITS) + " (data/split.py)")
     holdout_fraction: float = option(0.2, "share of rows validated with validation: holdout")
     folds: int = option(5, "folds with validation: kfold")
     eval_steps: int | None = option(None, "evaluate every N steps (null: every epoch)")
@@ -50,7 +54,11 @@ class TrainConfig:
     group_by_length: bool = option(True, "batches of similar length (less padding)")
     pad_to_dataset_max: bool = option(False, "pad every batch to the longest row of the data (the baseline's way)")
     curriculum: str | None = option(None, "null | length: the first epoch shortest rows first")
-    precision: str = option("auto", "auto (bf16 on GPUs that have it) | fp32 | bf16 | fp16")
+    prior_shift: str = option(
+        "none", "test probabilities adjusted to a test label prior estimated from them: " + " | ".join(PRIOR_SHIFTS)
+    )
+    precision: str = option("auto", "auto (bf16 where the GPU or CPU computes it in hardware) | fp32 | bf16 | fp16")
+    compile: bool = option(False, "torch.compile the model (dynamic shapes)")
     num_proc: int = option(1, "processes for tokenization")
     logging_steps: int = option(50, "training-loss log interval in steps")
     report_to: list[str] = option(
@@ -61,28 +69,39 @@ class TrainConfig:
         if {"all", "none"} & set(self.report_to):
             raise PipelineError("train.report_to lists trackers by name ([] for none), not 'all' or 'none'")
         choice("train.validation", self.validation, VALIDATIONS)
+        choice("train.split", self.split, SPLITS)
         choice("train.curriculum", self.curriculum, CURRICULA)
         choice("train.precision", self.precision, PRECISIONS)
-
-
-def split_indices(
-    labels: list[str], groups: list[str], config: TrainConfig, seed: int
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Stratified (train, validation) index pairs; rows sharing a group stay together."""
-    n = len(labels)
-    if config.validation == "none":
-        return [(np.arange(n), np.arange(0))]
-    folds = config.folds if config.validation == "kfold" else max(2, round(1 / config.holdout_fraction))
-    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-    splits = list(splitter.split(np.zeros(n), labels, groups))
-    return splits if config.validation == "kfold" else splits[:1]
-
-
-def precision_flags(precision: str) -> dict:
-    cuda = torch.cuda.is_available()
-    if precision == "auto":
-        precision = "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
-    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+        choice("train.prior_shift", self.prior_shift, PRIOR_SHIFTS)
+        for key in ("batch_size", "eval_batch_size", "num_proc", "logging_steps"):
+            check(f"train.{key}", getattr(self, key) >= 1, "at least 1", getattr(self, key))
+        check("train.epochs", self.epochs > 0 or self.max_steps >= 1, "above 0", self.epochs)
+        check(
+            "train.max_steps",
+            self.max_steps == -1 or self.max_steps >= 1,
+            "-1 (run the epochs) or at least 1",
+            self.max_steps,
+        )
+        check("train.learning_rate", self.learning_rate > 0, "above 0", self.learning_rate)
+        check("train.weight_decay", self.weight_decay >= 0, "at least 0", self.weight_decay)
+        check("train.warmup_ratio", 0 <= self.warmup_ratio < 1, "in [0, 1)", self.warmup_ratio)
+        check("train.max_length", self.max_length >= 16, "at least 16", self.max_length)
+        check(
+            "train.holdout_fraction",
+            0 < self.holdout_fraction < 1,
+            "between 0 and 1 (exclusive)",
+            self.holdout_fraction,
+        )
+        check("train.folds", self.folds >= 2, "at least 2", self.folds)
+        check(
+            "train.eval_steps", self.eval_steps is None or self.eval_steps >= 1, "null or at least 1", self.eval_steps
+        )
+        check(
+            "train.early_stopping_patience",
+            self.early_stopping_patience >= 0,
+            "at least 0",
+            self.early_stopping_patience,
+        )
 
 
 def curriculum_order(lengths: list[int], epochs: int, seed: int) -> list[int]:
@@ -128,7 +147,8 @@ def make_trainer(
         per_device_eval_batch_size=config.eval_batch_size,
         learning_rate=config.learning_rate,
         weight_decay=config.weight_decay,
-        warmup_steps=config.warmup_ratio,
+        warmup_steps=config.warmup_steps if config.warmup_steps is not None else config.warmup_ratio,
+        gradient_accumulation_steps=config.gradient_accumulation,
         eval_strategy=strategy if has_eval else "no",
         save_strategy=strategy,
         eval_steps=eval_steps,
@@ -146,6 +166,8 @@ def make_trainer(
         data_seed=seed,
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
+        optim="adamw_torch_fused" if torch.cuda.is_available() else "adamw_torch",  # one kernel per step on a GPU
+        torch_compile=config.compile,
         use_cpu=not torch.cuda.is_available(),  # without it, accelerate leaves torchrun's CPU processes unconnected
         disable_tqdm=False,
         **precision_flags(config.precision),

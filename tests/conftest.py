@@ -15,6 +15,19 @@ NOISY = SHARED / "noisy"
 needs_shared = pytest.mark.skipif(not KLUE_TRAIN.exists(), reason=f"shared data not found at {SHARED}")
 
 
+def pytest_collection_modifyitems(config, items):
+    """Where a GPU is visible, tests whose exactness holds only on CPU are skipped here; `make test` runs them
+    in a second pass with no GPU visible (CUDA_VISIBLE_DEVICES=), so they still run, on CPU."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="bit-exact only on CPU: run with CUDA_VISIBLE_DEVICES= (make test does)")
+    for item in items:
+        if "cpu_exact" in item.keywords:
+            item.add_marker(skip)
+
+
 def entity(word: str, sentence: str, type_: str, occurrence: int = 0) -> dict:
     start = -1
     for _ in range(occurrence + 1):

@@ -7,6 +7,7 @@ import csv
 import io
 import re
 
+import numpy as np
 import pytest
 from conftest import competition_rows, entity, write_csv
 from typer.testing import CliRunner
@@ -14,10 +15,15 @@ from typer.testing import CliRunner
 from re_pipeline.cli import app
 from re_pipeline.config import load_config
 from re_pipeline.data.load import load_configured, load_data
+from re_pipeline.data.sample import write_sample
+from re_pipeline.data.split import holdout_split
 from re_pipeline.errors import PipelineError
 from re_pipeline.labels import LabelSet
+from re_pipeline.pipeline import load_inputs
+from re_pipeline.submission import write_submission
 
 runner = CliRunner()
+KLUE = LabelSet.klue()
 GOOD = ["0", "1", "2", "3"]
 CODE = "__import__('os').system('touch PWNED')"
 SENTENCE = "박지성은 수원에서 태어났다."
@@ -138,7 +144,8 @@ def test_crlf_line_ends_and_a_utf8_bom_read_like_a_plain_file(tmp_path, newline,
     loaded = load_data(path)
     plain = load_data(write_csv(tmp_path / "plain.csv", competition_rows()))
     assert loaded.examples == plain.examples and loaded.ledger.summary()["counts"] == plain.ledger.summary()["counts"]
-    assert not loaded.ledger.notes and not any("\r" in ex.sentence or "\ufeff" in ex.id for ex in loaded.examples)
+    assert loaded.ledger.notes == plain.ledger.notes
+    assert not any("\r" in ex.sentence or "\ufeff" in ex.id for ex in loaded.examples)
 
 
 def broken_quote(text: str) -> str:
@@ -151,14 +158,14 @@ FILE_ERRORS = {  # file bytes -> words the message must hold (besides the file n
     "empty": (b"", ["empty file"]),
     "header only": (good_text().splitlines(keepends=True)[0].encode(), ["no data rows"]),
     "missing column": (
-        good_text().replace("object_entity", "obj").encode(),
+        good_text().replace("object_entity", "objekt").encode(),
         ["missing column(s) object_entity", "found id, sentence"],
     ),
     "wrong columns": (
         b"text,head,tail,relation\na,b,c,d\n",
         ["missing column(s) sentence, subject_entity, object_entity"],
     ),
-    "tab separated": (good_text().replace(",", "\t").encode(), ["missing column(s) sentence"]),
+    "tab separated": (good_text().replace(",", "\t").encode(), ["tab-separated", "comma-separated"]),
     "broken quoting": (broken_quote(good_text()).encode(), ["broken quoting", "line 3", "line 4"]),
     "cp949": (good_text().encode("cp949"), ["not UTF-8", "line 2", "cp949"]),
     "latin-1": (good_text().encode("utf-8") + "5,café\n".encode("latin-1"), ["not UTF-8", "line 6"]),
@@ -246,3 +253,72 @@ def test_train_with_a_bad_config_or_data_file_stops_with_one_line(tmp_path, monk
     one_line_error(
         runner.invoke(app, ["train", "-c", "c.yaml", "--data", "train.csv"]), "train.csv", "not UTF-8", "cp949"
     )
+
+
+def sample_rows(tmp_path, n: int = 160) -> list[dict]:
+    """Rows of a generated competition-style training file (KLUE-RE labels only)."""
+    train, _ = write_sample(tmp_path / "sample", n_train=n, n_test=10)
+    return list(csv.DictReader(open(train, encoding="utf-8")))
+
+
+@pytest.mark.parametrize("typo, hint", [("per:favourite_food", None), ("Per:Title", "per:title")])
+def test_one_unknown_label_keeps_the_competition_label_set_and_quarantines_the_row(tmp_path, typo, hint):
+    rows = sample_rows(tmp_path)
+    rows[7]["label"] = typo
+    loaded = load_data(write_csv(tmp_path / "train.csv", rows))
+    assert loaded.label_set == LabelSet.klue() and rows[7]["id"] not in {ex.id for ex in loaded.examples}
+    (removal,) = [r for r in loaded.ledger.removals if r.kind == "quarantined"]
+    assert (removal.id, removal.rule) == (rows[7]["id"], "unknown_label") and repr(typo) in removal.reason
+    assert hint is None or f"did you mean {hint!r}" in removal.reason
+    note = next(n for n in loaded.ledger.notes if n.startswith("label set"))
+    assert "'klue-re'" in note and "1 row with another label is quarantined" in note
+
+
+def test_a_label_set_read_from_the_data_says_so_and_why(tmp_path):
+    rows = competition_rows()
+    rows[1]["label"], rows[2]["label"] = "org:program", "per:event"
+    loaded = load_data(write_csv(tmp_path / "team.csv", rows))
+    assert loaded.label_set.name == "from-data" and len(loaded.label_set) == 4
+    note = next(n for n in loaded.ledger.notes if n.startswith("label set"))
+    assert "'from-data' (4 labels)" in note and "50.0%" in note and "data.labels" in note
+
+
+def train_and_test(tmp_path, train_labels, test_labels, *overrides):
+    rows = competition_rows()
+    for row, label in zip(rows, train_labels):
+        row["label"] = label
+    train = write_csv(tmp_path / "train.csv", rows)
+    test = write_csv(tmp_path / "test.csv", [dict(r, label=label) for r, label in zip(rows, test_labels)])
+    return load_config(None, [f"data.train={train}", f"data.test={test}", *overrides])
+
+
+def test_train_refuses_a_submission_narrower_than_the_competition_test_needs(tmp_path):
+    team = ["no_relation", "org:program", "per:event", "per:place_of_birth"]
+    with pytest.raises(PipelineError, match="competition's test file.*needs the 30 KLUE-RE labels.*4 labels"):
+        load_inputs(train_and_test(tmp_path, team, ["100"] * 4))
+    with pytest.raises(PipelineError, match="test file carries labels the train label set lacks: 'per:title'"):
+        load_inputs(train_and_test(tmp_path, team, ["no_relation", "per:title", "per:event", "100"]))
+    train, _ = load_inputs(train_and_test(tmp_path, team, ["100"] * 4, "data.labels=data"))  # the user's choice
+    assert len(train.label_set) == 4
+
+
+@pytest.mark.parametrize("cell", ["", "  ", "100"], ids=["blank", "spaces", "100"])
+def test_a_blank_label_cell_in_a_training_file_is_quarantined(tmp_path, cell):
+    loaded = load_data(with_bad_row(tmp_path, label=cell))
+    assert [ex.id for ex in loaded.examples] == GOOD
+    (removal,) = loaded.ledger.removals
+    assert (removal.id, removal.rule) == ("bad", "missing_label") and "no label" in removal.reason
+    assert loaded.ledger.counts() == {"read": 5, "as_is": 4, "repaired": 0, "dropped": 0, "quarantined": 1}
+    labels = [ex.label for ex in loaded.examples]
+    assert len(holdout_split(labels, GOOD, 0.5, 0)[1]) == 2
+
+
+def test_duplicate_ids_in_a_test_file_are_refused_naming_them(tmp_path):
+    rows = [dict(r, label="100") for r in competition_rows()]
+    rows[3]["id"] = "1"
+    path = write_csv(tmp_path / "test.csv", rows)
+    config = load_config(None)
+    with pytest.raises(PipelineError, match=r"test.csv: test ids must be unique; repeated: '1' \(rows 2 and 4\)"):
+        load_configured(path, config.data, config.clean, LabelSet.klue())
+    submission = write_submission(tmp_path / "sub.csv", ["0", "1", "2", "1~2"], np.full((4, 30), 1 / 30), KLUE)
+    one_line_error(runner.invoke(app, ["validate-submission", str(submission), "--test", str(path)]), "'1'")

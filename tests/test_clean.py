@@ -6,7 +6,7 @@ import pytest
 from conftest import competition_rows, write_csv
 
 from re_pipeline.data.audit import Ledger
-from re_pipeline.data.clean import CleanConfig, clean_examples, deduplicate
+from re_pipeline.data.clean import CleanConfig, clean_examples, drop_exact_duplicates, resolve_conflicts
 from re_pipeline.data.io import read_examples
 from re_pipeline.data.load import load_data
 from re_pipeline.data.schema import Entity, Example
@@ -83,17 +83,28 @@ def test_offsets_rule_off_quarantines_mismatches():
     assert out == [] and ledger.removals[0].rule == "span_mismatch"
 
 
-def test_subject_type_from_label():
+def test_subject_type_from_label_is_off_by_default_and_counts_its_changes():
     e = ex(0, "삼성은 이재용이 이끈다.", ("삼성", "PER"), ("이재용", "PER"), "org:top_members/employees")
-    (out,), ledger = run([e])
+    (kept,), ledger = run([e])
+    assert kept.subject.type == "PER" and not ledger.repairs and not ledger.notes
+    (out,), ledger = run([e], type_from_label=True)
     assert out.subject.type == "ORG"
     assert (ledger.repairs[0].rule, ledger.repairs[0].before, ledger.repairs[0].after) == (
         "type_from_label",
         "PER",
         "ORG",
     )
-    (kept,), _ = run([e], type_from_label=False)
-    assert kept.subject.type == "PER"
+    assert ledger.notes == ["type_from_label changed the subject type of 1 row(s) (see the audit)"]
+
+
+def test_type_from_label_never_touches_test_rows(tmp_path):
+    rows = competition_rows()
+    rows[1]["subject_entity"] = rows[1]["subject_entity"].replace("'PER'", "'ORG'")  # labelled per:title
+    path = write_csv(tmp_path / "test.csv", rows)
+    test = load_data(path, clean=CleanConfig(type_from_label=True), labels="klue", test=True)
+    assert test.examples[1].subject.type == "ORG" and not test.ledger.repairs
+    train = load_data(path, clean=CleanConfig(type_from_label=True))
+    assert train.examples[1].subject.type == "PER" and train.ledger.rule_counts() == {"type_from_label": 1}
 
 
 def test_corrections_file(tmp_path):
@@ -135,7 +146,7 @@ def _dupes():
 )
 def test_duplicate_policies(policy, kept):
     ledger = Ledger("mem", rows_read=5)
-    out = deduplicate(_dupes(), ledger, True, policy)
+    out = resolve_conflicts(drop_exact_duplicates(_dupes(), ledger), ledger, policy)
     assert [o.id for o in out] == kept
     assert ledger.counts()["dropped"] == 5 - len(kept)
     assert {r.id: r.rule for r in ledger.removals}["1"] == "exact_duplicate"
@@ -143,7 +154,7 @@ def test_duplicate_policies(policy, kept):
 
 def test_majority_picks_most_common_label_without_exact_dedup():
     ledger = Ledger("mem", rows_read=5)
-    out = deduplicate(_dupes(), ledger, False, "majority")
+    out = resolve_conflicts(_dupes(), ledger, "majority")
     assert [(o.id, o.label) for o in out] == [
         ("0", "per:title"),
         ("4", "per:employee_of"),

@@ -80,3 +80,41 @@ def test_train_without_data_uses_the_generated_sample(tmp_path, monkeypatch):
     (submission,) = (tmp_path / "submissions").glob("*.csv")
     (run_dir,) = (p for p in (tmp_path / "runs").iterdir() if p.is_dir())  # beside them: index.html
     assert submission.stem == run_dir.name
+
+
+def test_a_quarantined_test_row_is_answered_and_the_validator_agrees(tmp_path):
+    from conftest import competition_rows, write_csv
+
+    from re_pipeline.config import load_config
+    from re_pipeline.data.load import load_configured
+    from re_pipeline.submission import with_quarantined_rows
+
+    rows = [dict(r, label="100") for r in competition_rows()]
+    rows[2]["subject_entity"] = "not an entity"
+    path = write_csv(tmp_path / "test.csv", rows)
+    config = load_config(None)
+    test = load_configured(path, config.data, config.clean, LabelSet.klue())
+    ids, probs = with_quarantined_rows(test, np.full((3, 30), 1 / 30), log=lambda m: None)
+    assert ids == ["0", "1", "2", "3"] and probs[2].argmax() == 0
+    submission = write_submission(tmp_path / "sub.csv", ids, probs, LabelSet.klue())
+    result = runner.invoke(app, ["validate-submission", str(submission), "--test", str(path)])
+    assert result.exit_code == 0, result.output
+    short = write_submission(tmp_path / "short.csv", ["0", "1", "3"], probs[[0, 1, 3]], LabelSet.klue())
+    missing = runner.invoke(app, ["validate-submission", str(short), "--test", str(path)])
+    assert missing.exit_code == 1 and "1 test ids missing: '2'" in missing.output
+
+
+def test_an_ID_header_keeps_the_test_ids_in_the_validator(tmp_path):
+    from conftest import competition_rows, write_csv
+
+    rows = [
+        {("ID" if k == "id" else k): (f"doc_{v}" if k == "id" else v) for k, v in r.items()}
+        for r in competition_rows()
+    ]
+    path = write_csv(tmp_path / "test.csv", rows)
+    probs = np.full((4, 30), 1 / 30)
+    by_row = write_submission(tmp_path / "rows.csv", ["0", "1", "2", "3"], probs, LabelSet.klue())
+    refused = runner.invoke(app, ["validate-submission", str(by_row), "--test", str(path)])
+    assert refused.exit_code == 1 and "4 test ids missing: 'doc_0'" in refused.output
+    by_id = write_submission(tmp_path / "ids.csv", [f"doc_{i}" for i in range(4)], probs, LabelSet.klue())
+    assert runner.invoke(app, ["validate-submission", str(by_id), "--test", str(path)]).exit_code == 0

@@ -14,7 +14,7 @@ from re_pipeline.errors import PipelineError
 from re_pipeline.typed_config import help_of
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
 
 
 def test_default_yaml_is_the_code_defaults():
@@ -96,3 +96,51 @@ def test_missing_and_broken_files(tmp_path):
     (tmp_path / "bad.yaml").write_text("train: [unclosed", encoding="utf-8")
     with pytest.raises(PipelineError, match="invalid YAML"):
         load_config(tmp_path / "bad.yaml")
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.batch_size=0", "train.batch_size must be at least 1, not 0"),
+        ("train.eval_batch_size=-2", "train.eval_batch_size must be at least 1"),
+        ("train.learning_rate=-1", "train.learning_rate must be above 0, not -1.0"),
+        ("train.epochs=-1", "train.epochs must be above 0, not -1.0"),
+        ("train.max_steps=0", "train.max_steps must be -1 (run the epochs) or at least 1, not 0"),
+        ("train.holdout_fraction=1.5", "train.holdout_fraction must be between 0 and 1 (exclusive), not 1.5"),
+        ("train.holdout_fraction=0", "train.holdout_fraction must be between 0 and 1"),
+        ("train.folds=1", "train.folds must be at least 2"),
+        ("train.warmup_ratio=1.2", "train.warmup_ratio must be in [0, 1)"),
+        ("train.weight_decay=-0.1", "train.weight_decay must be at least 0"),
+        ("train.max_length=4", "train.max_length must be at least 16"),
+        ("train.eval_steps=0", "train.eval_steps must be null or at least 1"),
+        ("train.early_stopping_patience=-1", "train.early_stopping_patience must be at least 0"),
+        ("train.num_proc=0", "train.num_proc must be at least 1"),
+        ("train.logging_steps=0", "train.logging_steps must be at least 1"),
+        (
+            "model.backbone.num_heads=3",
+            "model.backbone.num_heads must be a divisor of model.backbone.hidden_size (256), not 3",
+        ),
+        ("model.backbone.hidden_size=0", "model.backbone.hidden_size must be at least 1"),
+        ("model.backbone.num_layers=0", "model.backbone.num_layers must be at least 1"),
+        ("model.backbone.dropout=1", "model.backbone.dropout must be in [0, 1)"),
+        ("model.backbone.vocab_size=0", "model.backbone.vocab_size must be at least 1"),
+        ("model.backbone.max_position=100", "model.backbone.max_position must be at least train.max_length + 2 (258)"),
+        ("model.dropout=-0.5", "model.dropout must be in [0, 1)"),
+        ("tapt.batch_size=0", "tapt.batch_size must be at least 1"),
+        ("tapt.learning_rate=0", "tapt.learning_rate must be above 0"),
+        ("tapt.epochs=0", "tapt.epochs must be above 0"),
+        ("tapt.steps=0", "tapt.steps must be null or at least 1"),
+        ("tapt.mlm_probability=0", "tapt.mlm_probability must be in (0, 1]"),
+        ("tapt.max_length=400", "tapt.max_length must be at most model.backbone.max_position - 2 (256)"),
+        ("data.end_offsets=half", "data.end_offsets must be one of inclusive, exclusive, auto"),
+    ],
+)
+def test_out_of_range_values_are_one_line_errors_naming_the_key(override, message):
+    with pytest.raises(PipelineError) as err:
+        load_config(None, [override])
+    assert message in str(err.value) and "\n" not in str(err.value), str(err.value)
+
+
+def test_a_pretrained_encoder_is_not_held_to_the_offline_default_sizes():
+    config = load_config(None, ["model.backbone.name=klue/roberta-large", "model.backbone.max_position=10"])
+    assert config.model.backbone.max_position == 10

@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from test_pipeline import TINY
 
 from re_pipeline.config import load_config
@@ -25,6 +26,7 @@ from re_pipeline.pipeline import run_pipeline
 TOLERANCE = {"micro_f1": 10.0, "accuracy": 10.0, "auprc": 5.0}
 
 
+@pytest.mark.cpu_exact
 def test_two_processes_train_one_run_near_the_single_process_result(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     train, test = write_sample("data", n_train=160, n_test=40)

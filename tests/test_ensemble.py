@@ -199,9 +199,27 @@ def test_two_tiny_runs_make_a_fitted_ensemble_submission(tmp_path):
     info = json.loads((run_dir / "result.json").read_text())
     assert validate_submission(info["submission"], [str(i) for i in range(40)], LabelSet.klue()) == []
     members = info["ensemble"]["member_metrics"]
-    assert info["metrics"]["micro_f1"] >= max(m["micro_f1"] for m in members.values()) and sum(
-        info["ensemble"]["weights"]
-    ) == pytest.approx(1)
+    assert info["ensemble"]["in_sample_metrics"]["micro_f1"] >= max(m["micro_f1"] for m in members.values())
+    assert sum(info["ensemble"]["weights"]) == pytest.approx(1) and "cross-fitted" in result.output
+
+
+def test_fitted_weights_are_scored_on_rows_they_were_not_fit_on(tmp_path, monkeypatch):
+    a, b = fake_run(tmp_path / "a", 1), fake_run(tmp_path / "b", 2)
+    fits, real = [], ensemble.fit_weights
+
+    def spy(oof, gold, metric, pool):
+        fits.append(len(gold))
+        return real(oof, gold, metric, pool)
+
+    monkeypatch.setattr(ensemble, "fit_weights", spy)
+    result = json.loads((ensemble_in(tmp_path, [a, b], method="fit-auprc") / "result.json").read_text())
+    validated = N_OOF - 5
+    assert fits[0] == validated  # the submission's weights: every validated row
+    assert len(fits) == 6 and sum(validated - n for n in fits[1:]) == validated  # 5 fits, each without its fold
+    info = result["ensemble"]
+    assert info["scored"].startswith("cross-fitted") and set(info["in_sample_metrics"]) == set(result["metrics"])
+    member_best = max(m["auprc"] for m in info["member_metrics"].values())
+    assert info["in_sample_metrics"]["auprc"] >= member_best  # in sample, the fit never loses to a member
 
 
 def test_weights_must_fit_the_method_and_the_members(tmp_path):
@@ -212,3 +230,19 @@ def test_weights_must_fit_the_method_and_the_members(tmp_path):
         ensemble_in(tmp_path, [a, b], method="mean", weights=[1.0, 2.0])
     with pytest.raises(PipelineError, match="unknown method 'median'"):
         ensemble_in(tmp_path, [a, b], method="median")
+
+
+def test_log_pooling_is_the_renormalised_weighted_geometric_mean_and_lets_a_member_veto(tmp_path):
+    a, b = fake_run(tmp_path / "a", 1), fake_run(tmp_path / "b", 2)
+    run_dir = ensemble_in(tmp_path, [a, b], method="weighted", weights=[3, 1], pool="log")
+    result = json.loads((run_dir / "result.json").read_text())
+    _, _, probs = read_submission(result["submission"])
+    pa, pb = (read_submission(m / "sub.csv")[2] for m in (a, b))
+    geometric = pa**0.75 * pb**0.25
+    np.testing.assert_allclose(probs, geometric / geometric.sum(1, keepdims=True), atol=1e-9)
+    assert result["ensemble"]["pool"] == "log"
+    vetoed = ensemble.pool_log(np.array([0.5, 0.5]), np.array([[[0.5, 0.5]], [[1.0, 0.0]]]))
+    mean = ensemble.pool_mean(np.array([0.5, 0.5]), np.array([[[0.5, 0.5]], [[1.0, 0.0]]]))
+    assert vetoed[0, 1] < 1e-5 and mean[0, 1] == 0.25
+    with pytest.raises(PipelineError, match="unknown pool"):
+        ensemble_in(tmp_path, [a, b], pool="max")

@@ -114,6 +114,7 @@ def test_a_run_that_crashed_writing_result_json_is_finished_by_resuming(tmp_path
     )
 
 
+@pytest.mark.cpu_exact
 def test_a_fold_resumed_from_the_checkpoint_where_early_stopping_ended_it_trains_no_further(tmp_path):
     """As if killed between the last checkpoint and `fold.json`: the resumed fold loads the best model and
     ends with the same log and metrics (`Trainer.train` would run at least one more step)."""
@@ -160,6 +161,7 @@ def test_run_dir_never_mixes_two_runs(tmp_path, monkeypatch):
         assert result.exit_code == 2 and message in result.output, result.output
 
 
+@pytest.mark.cpu_exact
 def test_a_run_killed_with_sigkill_resumes_to_the_uninterrupted_result(tmp_path):
     """Kill `re-pipeline train` once its first checkpoint is written, `--resume` it: metrics and
     probabilities equal an uninterrupted run's exactly (CPU, same thread count, shared tokenizer cache)."""

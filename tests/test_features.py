@@ -7,7 +7,7 @@ from conftest import KLUE_TRAIN, needs_shared
 from hypothesis import given, settings
 from test_markers import CONFIGS, KO, PUNCT, SYLLABLES, TYPES, configs, korean_examples, make_example, sample_examples
 
-from re_pipeline.data.features import COLUMNS, build_features, prepare_tokenizer
+from re_pipeline.data.features import COLUMNS, add_pair_column, build_features, prepare_tokenizer, shared_head_rows
 from re_pipeline.data.markers import FORMATS, MarkerConfig, mark
 from re_pipeline.errors import PipelineError
 from re_pipeline.labels import LabelSet
@@ -97,7 +97,12 @@ def test_every_format_on_fixtures(tok, config):
     examples = sample_examples()
     ds, stats = build_features(examples, tok, config, LabelSet.klue(), 256)
     assert failures(tok, examples, ds, config) == []
-    assert stats == {"examples": 4, "truncated_window": 0, "max_tokens": max(len(x) for x in ds["input_ids"])}
+    assert stats == {
+        "examples": 4,
+        "truncated_window": 0,
+        "two_windows": 0,
+        "max_tokens": max(len(x) for x in ds["input_ids"]),
+    }
     assert list(ds["labels"]) == LabelSet.klue().ids(ex.label for ex in examples)
     first = ds[0]["input_ids"]
     assert first[0] == tok.bos_token_id and first[-1] == tok.eos_token_id
@@ -160,7 +165,7 @@ def test_window_keeps_both_entities_centered(tok, query):
     examples = [*sample_examples(), long]
     full, _ = build_features(examples, tok, config, None, 1000)
     ds, stats = build_features(examples, tok, config, None, 96)
-    assert stats == {"examples": 5, "truncated_window": 1, "max_tokens": len(full[4]["input_ids"])}
+    assert stats == {"examples": 5, "truncated_window": 1, "two_windows": 0, "max_tokens": len(full[4]["input_ids"])}
     assert failures(tok, examples, ds, config) == []
     row, before = ds[4], full[4]["input_ids"]
     assert len(row["input_ids"]) == 96 and row["input_ids"][-1] == tok.eos_token_id
@@ -180,10 +185,41 @@ def test_window_at_the_start_of_the_sentence(tok):
     assert failures(tok, [ex], ds, MarkerConfig()) == []
 
 
-def test_entities_too_far_apart_raise(tok):
-    ex = make_example(f"비틀즈 {filler(100)} 조지 해리슨.", ("비틀즈", "ORG"), ("조지 해리슨", "PER"), id_="far-7")
-    with pytest.raises(PipelineError, match="example far-7"):
-        build_features([ex], tok, MarkerConfig(), None, 64)
+@pytest.mark.parametrize(
+    "config", [MarkerConfig(), MarkerConfig("typed_entity_marker", query="{subject}{와} {object}{의} 관계")]
+)
+@pytest.mark.parametrize("subject_first", [True, False])
+def test_entities_far_apart_get_a_window_each_joined_by_a_separator(tok, config, subject_first):
+    words = [("비틀즈", "ORG"), ("조지 해리슨", "PER")]
+    subject, obj = words if subject_first else words[::-1]
+    sentence = f"{filler(30)} {words[0][0]} {filler(100)} {words[1][0]} {filler(30)}."
+    far = make_example(sentence, subject, obj, id_="far-7")
+    examples = [*sample_examples(), far]
+    full, _ = build_features(examples, tok, config, None, 1000)
+    ds, stats = build_features(examples, tok, config, None, 96)
+    assert stats["two_windows"] == 1 and stats["truncated_window"] == 1
+    assert failures(tok, examples, ds, config) == []  # both entities decode to their marked text
+    row, before = ds[4]["input_ids"], full[4]["input_ids"]
+    assert len(row) == 96 and row.count(tok.sep_token_id) == before.count(tok.sep_token_id) + 1
+    assert ds.to_list()[:4] == full.to_list()[:4]
+
+
+def test_entities_longer_than_the_window_still_give_an_input(tok):
+    first, second = filler(40), " ".join(SYLLABLES[k : k + 2] for k in range(50, 90))
+    long = make_example(f"{first} 그리고 {second}.", (first, "ORG"), (second, "PER"), id_="huge")
+    ds, stats = build_features([long], tok, MarkerConfig(), None, 24)
+    row = ds[0]
+    assert stats["two_windows"] == 1 and len(row["input_ids"]) == 24
+    assert 0 < row["subj_start"] <= row["subj_end"] < row["obj_start"] <= row["obj_end"] < 23
+    assert set(row["entity_mask"][row["subj_end"] + 1 : row["obj_start"]]) <= {0}
+
+
+def test_rows_whose_type_pair_was_never_trained_are_counted(tok):
+    examples = sample_examples()
+    ds, _ = build_features(examples, tok, MarkerConfig(), None, 64)
+    pairs = sorted(f"{ex.subject.type}|{ex.object.type}" for ex in examples)
+    assert shared_head_rows(add_pair_column(ds, pairs)) == {}
+    assert shared_head_rows(add_pair_column(ds, pairs[1:])) == {pairs[0]: 1}
 
 
 @settings(max_examples=150, deadline=None)

@@ -170,3 +170,52 @@ def test_augmented_files_keep_parent_and_method(competition_csv, tmp_path):
     again, ledger = read_examples(write_examples_csv(tmp_path / "aug.csv", [*examples, child]))
     assert (again[-1].parent_id, again[-1].method) == ("1", "aeda") and again[0].parent_id is None
     assert not ledger.notes
+
+
+def renamed(rename: dict[str, str]) -> list[dict]:
+    """The competition rows with ids doc_0.. (never row numbers) and some columns renamed."""
+    return [{rename.get(k, k): (f"doc_{v}" if k == "id" else v) for k, v in row.items()} for row in competition_rows()]
+
+
+RENAMES = {
+    "Label": {"label": "Label"},
+    "label+space": {"label": "label "},
+    "RELATION": {"label": " RELATION"},
+    "ID": {"id": "ID"},
+    "subject/object": {"subject_entity": "subject", "object_entity": "object"},
+    "Subj/OBJ": {"subject_entity": "Subj", "object_entity": "OBJ"},
+    "spaced": {"subject_entity": "Subject Entity", "object_entity": "object-entity"},
+}
+
+
+@pytest.mark.parametrize("rename", RENAMES.values(), ids=RENAMES)
+def test_headers_match_case_and_space_insensitively_and_by_alias(tmp_path, rename):
+    examples, ledger = read_examples(write_csv(tmp_path / "h.csv", renamed(rename)))
+    assert [ex.id for ex in examples] == [f"doc_{i}" for i in range(4)]
+    assert [ex.label for ex in examples] == [s[3] for s in SAMPLE] and all(ex.spans_ok() for ex in examples)
+    for canonical, header in rename.items():
+        assert f"column {header!r} read as {canonical!r}" in ledger.notes, ledger.notes
+    assert not any("ignored column" in n for n in ledger.notes)
+
+
+def test_headers_that_cannot_be_mapped_are_refused_listing_the_expected_names(tmp_path):
+    rows = renamed({"subject_entity": "head", "object_entity": "tail"})
+    with pytest.raises(PipelineError, match=r"missing column\(s\) subject_entity, object_entity") as err:
+        read_examples(write_csv(tmp_path / "ht.csv", rows))
+    expected = "expected sentence, subject_entity (or subject, subj, subj_entity), object_entity (or object, obj,"
+    assert expected in str(err.value) and "found id, sentence, head, tail" in str(err.value)
+    both = [dict(row, Label=row["label"]) for row in competition_rows()]
+    with pytest.raises(PipelineError, match="columns 'label' and 'Label' both name label"):
+        read_examples(write_csv(tmp_path / "two.csv", both))
+
+
+def test_entity_type_case_is_normalised_with_audit(tmp_path):
+    rows = competition_rows()
+    rows[1]["object_entity"] = rows[1]["object_entity"].replace("'POH'", "'poh'")
+    rows[2]["subject_entity"] = rows[2]["subject_entity"].replace("'ORG'", "' Org'")
+    examples, ledger = read_examples(write_csv(tmp_path / "case.csv", rows))
+    assert (examples[1].object.type, examples[2].subject.type) == ("POH", "ORG")
+    assert [(r.id, r.rule, r.field, r.before, r.after) for r in ledger.repairs] == [
+        ("1", "type_case", "object_entity.type", "poh", "POH"),
+        ("2", "type_case", "subject_entity.type", " Org", "ORG"),
+    ]

@@ -60,6 +60,7 @@ def test_configs_run_two_at_a_time_a_failure_is_reported_and_the_finished_runs_a
     assert len(list((tmp_path / "submissions").glob("*.csv"))) == 3
 
 
+@pytest.mark.cpu_exact
 def test_the_folds_of_a_kfold_config_as_jobs_give_the_sequential_result(configs, tmp_path):
     config = configs("k", "train.validation=kfold", "train.folds=2")
     jobs, (run,), combined = run_jobs([config], workers=2, folds=True, log=lambda m: None)

@@ -21,6 +21,7 @@ MARKERS = {
     "entity_mask": (("", ""), ("", "")),
     "entity_marker": (("[E1] ", " [/E1]"), ("[E2] ", " [/E2]")),
     "entity_marker_punct": (("@ ", " @"), ("# ", " #")),
+    "entity_tag": (("<subj> ", " </subj>"), ("<obj> ", " </obj>")),
     "typed_entity_marker": (("<S:{t}> ", " </S:{t}>"), ("<O:{t}> ", " </O:{t}>")),
     "typed_entity_marker_punct": (("@ * {t} * ", " @"), ("# ^ {t} ^ ", " #")),
     "baseline": (("", ""), ("", "")),
@@ -79,6 +80,7 @@ GOLDEN = {  # SAMPLE[0]: subject 비틀즈 (ORG), object 조지 해리슨 (PER)
     "entity_mask": "〈Something〉는 [OBJ-PER]이 쓰고 [SUBJ-ORG]가 1969년",
     "entity_marker": "〈Something〉는 [E2] 조지 해리슨 [/E2]이 쓰고 [E1] 비틀즈 [/E1]가 1969년",
     "entity_marker_punct": "〈Something〉는 # 조지 해리슨 #이 쓰고 @ 비틀즈 @가 1969년",
+    "entity_tag": "〈Something〉는 <obj> 조지 해리슨 </obj>이 쓰고 <subj> 비틀즈 </subj>가 1969년",
     "typed_entity_marker": "〈Something〉는 <O:PER> 조지 해리슨 </O:PER>이 쓰고 <S:ORG> 비틀즈 </S:ORG>가 1969년",
     "typed_entity_marker_punct": "〈Something〉는 # ^ PER ^ 조지 해리슨 #이 쓰고 @ * ORG * 비틀즈 @가 1969년",
     "baseline": "〈Something〉는 조지 해리슨이 쓰고 비틀즈가 1969년",
@@ -144,6 +146,7 @@ def test_added_tokens():
     types = ["PER", "ORG", "PER"]
     assert added_tokens(MarkerConfig("entity_mask"), types) == ["[SUBJ-ORG]", "[SUBJ-PER]", "[OBJ-ORG]", "[OBJ-PER]"]
     assert added_tokens(MarkerConfig("entity_marker"), types) == ["[E1]", "[/E1]", "[E2]", "[/E2]"]
+    assert added_tokens(MarkerConfig("entity_tag"), types) == ["<subj>", "</subj>", "<obj>", "</obj>"]
     assert added_tokens(MarkerConfig("typed_entity_marker", "ko"), types) == [
         "<S:단체>", "</S:단체>", "<S:사람>", "</S:사람>", "<O:단체>", "</O:단체>", "<O:사람>", "</O:사람>"
     ]  # fmt: skip

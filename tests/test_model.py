@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from re_pipeline.errors import PipelineError
 from re_pipeline.models.backbone import BackboneConfig, build_encoder
 from re_pipeline.models.losses import LOSSES, LossConfig, inverse_sqrt_weights, relation_loss
-from re_pipeline.models.relation import HEADS, POOLERS, ModelConfig, RelationModel, pair_vocabulary
+from re_pipeline.models.relation import (
+    HEADS,
+    MASKED_LOSS_LOGIT,
+    POOLERS,
+    ModelConfig,
+    RelationModel,
+    pair_vocabulary,
+)
 
 TINY = BackboneConfig(vocab_size=50, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, max_position=40)
 LABELS = 5
@@ -124,12 +133,44 @@ def test_type_pair_heads_mask_exactly_and_train_only_their_pair():
     assert (grad[1][:, [1, 2, 4]] == 0).all()  # masked relations get no gradient
 
 
-def test_impossible_gold_label_gives_finite_loss():
+def test_a_gold_label_its_pair_head_blocks_is_scored_by_the_shared_head():
     _, allowed = pair_vocabulary([("PER", "LOC")], [0], LABELS)
-    m = model(type_pair_heads=True, pair_labels=allowed)
+    m = model(type_pair_heads=True, pair_labels=allowed, loss=LossConfig(class_weighted=False)).eval()
     b = batch(1)
-    b["pair"], b["labels"] = torch.tensor([0]), torch.tensor([3])
-    assert torch.isfinite(m(**b)["loss"])
+    b["pair"], b["labels"] = (
+        torch.tensor([0]),
+        torch.tensor([3]),
+    )  # a validation row: relation 3 never seen for PER|LOC
+    out = m(**b)
+    shared = m.classifier(m.encode(b))
+    expected = 2 * torch.nn.functional.cross_entropy(
+        shared, b["labels"]
+    )  # the pair term falls back to the shared head
+    assert out["loss"] < 20 and torch.isclose(out["loss"], expected)
+    assert out["logits"].softmax(-1)[0, 3] == 0  # the prediction still blocks it
+
+
+def test_label_smoothing_spreads_over_the_allowed_labels_only():
+    logits = torch.zeros(1, 30)
+    allowed = torch.zeros(1, 30, dtype=torch.bool)
+    allowed[0, :10] = True
+    masked = logits.masked_fill(~allowed, MASKED_LOSS_LOGIT)
+    labels, config = torch.tensor([2]), LossConfig(label_smoothing=0.1)
+    everywhere = torch.nn.functional.cross_entropy(masked, labels, label_smoothing=0.1)
+    assert everywhere > 600  # the old loss: 2 % of the target on each of 20 blocked classes at -1e4
+    assert torch.isclose(relation_loss(masked, labels, config, allowed=allowed), torch.tensor(math.log(10)))
+    weights = torch.rand(30) + 0.5
+    free = torch.randn(4, 30)
+    for w in (None, weights):  # with every label allowed it is torch's own label smoothing
+        ours = relation_loss(
+            free,
+            torch.tensor([0, 5, 9, 29]),
+            LossConfig(label_smoothing=0.2, class_weighted=w is not None),
+            w,
+            torch.ones(4, 30, dtype=torch.bool),
+        )
+        torch_ce = torch.nn.functional.cross_entropy(free, torch.tensor([0, 5, 9, 29]), weight=w, label_smoothing=0.2)
+        assert torch.isclose(ours, torch_ce, atol=1e-6)
 
 
 def test_losses():

@@ -282,6 +282,7 @@ def test_bad_peft_settings_are_errors_naming_the_key(override, message):
         load_config(None, [override])
 
 
+@pytest.mark.cpu_exact
 def test_lora_run_end_to_end_saves_a_small_fold_model_that_predicts_like_the_run(tmp_path):
     import numpy as np
 

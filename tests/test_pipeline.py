@@ -71,6 +71,7 @@ def test_twenty_steps_give_a_valid_submission_and_a_run_folder(run, sample):
     assert np.isnan(oof[:, 0]).sum() > 0 and np.allclose(np.nansum(oof, axis=1)[~np.isnan(oof[:, 0])], 1)
 
 
+@pytest.mark.cpu_exact
 def test_predictor_reproduces_the_run_submission(run, sample, tmp_path):
     result = json.loads((run / "result.json").read_text())
     _, _, run_probs = read_submission(result["submission"])
@@ -81,6 +82,7 @@ def test_predictor_reproduces_the_run_submission(run, sample, tmp_path):
     assert label in LabelSet.klue().names and 0 < prob <= 1
 
 
+@pytest.mark.cpu_exact
 def test_resume_continues_from_the_last_checkpoint(run, sample, tmp_path):
     shutil.copytree(run, tmp_path / "r2")
     fold = tmp_path / "r2" / "fold0"
@@ -189,3 +191,76 @@ def test_predictions_come_back_in_dataset_order_after_length_sorting():
     dataset = Dataset.from_dict({"input_ids": [[1] * n for n in lengths], "labels": [0] * 5})
     expected = softmax(np.array([[n, 0.0] for n in lengths]))
     np.testing.assert_allclose(predict_probs(EchoTrainer(), dataset), expected)
+
+
+@pytest.mark.parametrize("fraction", [0.2, 0.3, 0.45, 0.7])
+def test_a_holdout_fraction_validates_that_share_of_the_rows(fraction):
+    from re_pipeline.data.split import holdout_split
+
+    labels = ["no_relation"] * 60 + ["per:title"] * 30 + ["org:founded"] * 9 + ["per:origin"]
+    groups = [str(i // 2) if i < 20 else str(i) for i in range(100)]  # rows 0-19 come in pairs
+    train, val = holdout_split(labels, groups, fraction, seed=3)
+    assert len(val) == round(fraction * 100) and sorted([*train, *val]) == list(range(100))
+    assert {groups[i] for i in train}.isdisjoint(groups[i] for i in val)
+    assert abs(sum(labels[i] == "per:title" for i in val) - fraction * 30) <= 1.5
+
+
+def damage(run, tmp_path, name: str, how: str):
+    copy = shutil.copytree(run, tmp_path / "run")
+    target = next(copy.glob(f"fold0/model/{name}"))
+    if how == "missing":
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+    else:
+        target = next(target.glob("tokenizer.json")) if target.is_dir() else target
+        target.write_bytes(target.read_bytes()[:100])
+    return copy
+
+
+@pytest.mark.parametrize(
+    "name, how",
+    [
+        ("model.safetensors", "missing"),
+        ("model.safetensors", "corrupt"),
+        ("tokenizer", "missing"),
+        ("tokenizer", "corrupt"),
+    ],
+)
+def test_predict_on_a_damaged_run_folder_is_one_line_naming_the_file(run, sample, tmp_path, name, how):
+    from typer.testing import CliRunner
+
+    from re_pipeline.cli import app
+
+    copy = damage(run, tmp_path, name, how)
+    result = CliRunner().invoke(app, ["predict", str(copy), "--data", str(sample[1]), "-o", str(tmp_path / "s.csv")])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1 and "Traceback" not in result.output, result.output
+    assert f"fold0/model/{name}" in lines[0] and ("missing" if how == "missing" else "cannot be read") in lines[0]
+    assert "retrain" in lines[0]
+
+
+def test_predict_windows_far_apart_entities_and_reports_the_shared_head_rows(run, sample, tmp_path):
+    import csv
+
+    from conftest import entity, write_csv
+
+    rows = list(csv.DictReader(open(sample[1], encoding="utf-8")))[:3]
+    sentence = "김민준은 " + "그리고 나서 다시 " * 150 + "서울에서 태어났다."
+    rows.append(
+        {
+            **rows[0],
+            "id": "far",
+            "sentence": sentence,
+            "subject_entity": str(entity("김민준", sentence, "per")),
+            "object_entity": str(entity("서울", sentence, "XYZ")),
+        }
+    )
+    logs = []
+    path = predict_file(run, write_csv(tmp_path / "test.csv", rows), tmp_path / "sub.csv", log=logs.append)
+    assert read_submission(path)[0] == [r["id"] for r in rows]
+    assert any("1 row" in m and "window around each entity" in m for m in logs), logs
+    assert any("1 row" in m and "PER|XYZ" in m and "shared head" in m for m in logs), logs
+    predictor = Predictor.from_run(run)
+    args = ("김민준은 서울에서 태어났다.",)
+    assert predictor(*args, subject=(0, 2, "per"), object=(5, 6, "loc")) == predictor(
+        *args, subject=(0, 2, "PER"), object=(5, 6, "LOC")
+    )

@@ -77,3 +77,14 @@ def test_train_prints_bars_and_a_summary_or_with_verbose_the_trainers_logs(tmp_p
     assert ("'loss'" in result.output) == verbose
     for row in ("validation micro_f1", "run folder", "submission", f"{run_dir / 'report.html'}"):
         assert row in result.output, row
+
+
+def test_a_classical_run_shows_a_bar_for_its_fit_and_its_prediction(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # model.kind prior: no tokenizer, no Trainer
+    config = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
+    result = CliRunner().invoke(app, ["train", "-c", str(config), "--set", "model.kind=prior"])
+    assert result.exit_code == 0, result.output
+    assert "fold 1: prior" in result.output and "fold 1: predicting" in result.output
+    assert (
+        "tokenizer" not in result.output and "validation micro_f1" in result.output and "report.html" in result.output
+    )

@@ -7,6 +7,7 @@ import ast
 import json
 import re
 import shutil
+from html import escape
 
 import numpy as np
 import pytest
@@ -16,13 +17,15 @@ from typer.testing import CliRunner
 
 from re_pipeline.browser import FLAGS, chromium
 from re_pipeline.cli import app
-from re_pipeline.data.sample import generate
+from re_pipeline.config import load_config
+from re_pipeline.data.sample import generate, write_sample
 from re_pipeline.errors import PipelineError
 from re_pipeline.html_report import MAX_ERRORS, PAGE_ROWS, write_report
 from re_pipeline.io_utils import write_json
 from re_pipeline.labels import LabelSet
 from re_pipeline.leaderboard import scores
 from re_pipeline.metrics import softmax
+from re_pipeline.pipeline import run_pipeline
 
 pytestmark = pytest.mark.usefixtures("wide_console")
 
@@ -54,7 +57,9 @@ def test_a_finished_run_writes_one_self_contained_report_and_the_index(work):
         'id="errors-data"',
     ):
         assert text in html, text
-    assert 'id="shift"' not in html and "reweighted" not in html and 'id="ensemble"' not in html
+    assert 'id="ensemble"' not in html and ("reweighted" in html) == bool(result.get("metrics_reweighted"))
+    shift = json.loads((run / "shift.json").read_text())["tables"]  # the run's train-versus-test shift tables
+    assert '<section id="shift">' in html and all(escape(title) in html for title in shift)
     index = (root / "runs" / "index.html").read_text(encoding="utf-8")
     assert f'href="{run.name}/report.html"' in index and not EXTERNAL.search(index)
 
@@ -70,6 +75,28 @@ def test_the_run_records_its_validation_sentences_for_the_misclassified_list(wor
         for key in ("subject", "object"):
             entity = r[key]
             assert r["sentence"][entity["start_idx"] : entity["end_idx"] + 1] == entity["word"]
+
+
+@pytest.fixture(scope="module")
+def prior_run(tmp_path_factory):
+    """A small real classical run (`model.kind: prior`): its fold has no Trainer, so no steps or loss history."""
+    root = tmp_path_factory.mktemp("prior")
+    train, test = write_sample(root / "sample", n_train=160, n_test=40)
+    cfg = load_config(None, [f"data.train={train}", f"data.test={test}", "model.kind=prior", "name=prior"])
+    run = run_pipeline(
+        cfg, root / "runs" / "20260101-000000-prior", root / "subs", log=lambda m: None, cache=root / "cache"
+    )
+    return root, run
+
+
+def test_a_classical_run_without_a_trainer_gets_the_same_report(prior_run):
+    _, run = prior_run
+    html = (run / "report.html").read_text(encoding="utf-8")
+    labels = json.loads((run / "labels.json").read_text())["labels"]
+    table = html[html.index('id="per-class"') : html.index("</table>", html.index('id="per-class"'))]
+    assert table.count("<tr>") == len(labels) + 1
+    assert 'id="errors-data"' in html and "no validation sentences" not in html and not EXTERNAL.search(html)
+    assert '<section id="folds">' in html and "kind: prior" in html  # the resolved config
 
 
 def test_optional_sections_render_when_their_files_are_present(work, tmp_path):
@@ -254,8 +281,9 @@ def column(page, table: str, index: int) -> list[str]:
     return page.locator(f"{table} tbody tr td:nth-child({index})").all_inner_texts()
 
 
-def test_the_report_in_a_browser(work, page):
-    _, run = work
+@pytest.mark.parametrize("which", ["work", "prior_run"])
+def test_the_report_in_a_browser(which, request, page):
+    _, run = request.getfixturevalue(which)  # a transformer run, and a classical one
     page.goto((run / "report.html").as_uri())
     labels = json.loads((run / "labels.json").read_text())["labels"]
     assert column(page, "#per-class", 1) == labels  # one row per class, in label order

@@ -8,6 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from test_pipeline import TINY
 from typer.testing import CliRunner
@@ -72,8 +73,9 @@ def test_the_run_folder_holds_everything_needed_to_trace_it(work):
     assert result["data_files"]["train"]["sha256"] == file_sha256(root / "sample" / "train.csv")
     assert result["data_files"]["test"]["sha256"] == file_sha256(root / "sample" / "test_data.csv")
     assert result["seed"] == 42 and result["name"] == "default" and result["seconds"] > 0 and result["started"]
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     assert set(result["environment"]["git"]) == {"commit", "dirty"} and result["environment"]["device"].startswith(
-        "cpu"
+        device
     )
     assert result["environment"]["versions"]["torch"] and (root / "subs" / f"{run.name}.csv").samefile(
         result["submission"]
@@ -159,6 +161,7 @@ def test_compare_and_reproduce_print_library_differences_first(work, tmp_path, m
     assert f"transformers: 5.0.0 -> {installed}" in reproduced.output.splitlines()[0]
 
 
+@pytest.mark.cpu_exact
 def test_reproduce_gives_identical_metrics(work, tmp_path, monkeypatch):
     root, run = work
     monkeypatch.chdir(tmp_path)
@@ -179,7 +182,7 @@ def test_reproduce_exits_non_zero_when_metrics_differ_beyond_the_tolerance(work,
         run, tmp_path / "new", micro_f1=json.loads((run / "result.json").read_text())["metrics"]["micro_f1"] + 0.3
     )
     monkeypatch.setattr("re_pipeline.cli.rerun", lambda *args, **kwargs: off)
-    strict = invoke("reproduce", run, "--runs-dir", tmp_path)
+    strict = invoke("reproduce", run, "--runs-dir", tmp_path, "--tolerance", "0")
     assert strict.exit_code == 1 and "not reproduced: micro_f1" in strict.output
     assert invoke("reproduce", run, "--runs-dir", tmp_path, "--tolerance", "0.5").exit_code == 0
 

@@ -9,18 +9,19 @@ from re_pipeline.data.load import load_data
 
 pytestmark = needs_shared
 
-# file -> (read, as_is, repaired, dropped, quarantined), as observed on the shared data
+# file -> (read, as_is, repaired, dropped, quarantined), as observed on the shared data (type_from_label off:
+# its 7 changes on the entertainment and politics files were checked by hand and 6 were wrong)
 EXPECTED = {
-    "entertainment_nlp1-06/happy_entertainment_data_train.csv": (1331, 1328, 2, 1, 0),
+    "entertainment_nlp1-06/happy_entertainment_data_train.csv": (1331, 1330, 0, 1, 0),
     "entertainment_nlp1-06/happy_entertainment_data_val.csv": (166, 166, 0, 0, 0),
-    "entertainment_nlp1-06/happy_entertainment_data_test.csv": (167, 166, 1, 0, 0),
+    "entertainment_nlp1-06/happy_entertainment_data_test.csv": (167, 167, 0, 0, 0),
     "insect_nlp1-01/train.csv": (1021, 1004, 17, 0, 0),
     "insect_nlp1-01/validation.csv": (128, 128, 0, 0, 0),
     "insect_nlp1-01/evaluation.csv": (128, 125, 3, 0, 0),
     "olympics_nlp1-04/train_fix_form.csv": (882, 0, 880, 0, 2),
     "olympics_nlp1-04/dev_fix_form.csv": (99, 0, 99, 0, 0),
     "olympics_nlp1-04/test_fix_form.csv": (110, 0, 110, 0, 0),
-    "politics_nlp2-13/train.csv": (972, 961, 11, 0, 0),
+    "politics_nlp2-13/train.csv": (972, 965, 7, 0, 0),
     "politics_nlp2-13/test.csv": (122, 122, 0, 0, 0),
 }
 
@@ -36,13 +37,8 @@ def test_noisy_files_load_with_exact_counts(name):
 
 def test_klue_train_counts_and_duplicates():
     loaded = load_data(KLUE_TRAIN)
-    assert loaded.ledger.counts() == {"read": 32470, "as_is": 32415, "repaired": 8, "dropped": 47, "quarantined": 0}
-    assert loaded.ledger.rule_counts() == {
-        "exact_duplicate": 42,
-        "label_conflict": 5,
-        "type_from_label": 4,
-        "unicode": 4,
-    }
+    assert loaded.ledger.counts() == {"read": 32470, "as_is": 32419, "repaired": 4, "dropped": 47, "quarantined": 0}
+    assert loaded.ledger.rule_counts() == {"exact_duplicate": 42, "label_conflict": 5, "unicode": 4}
     assert loaded.label_set.name == "klue-re" and len(loaded.examples) == 32470 - 47
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from ..errors import PipelineError
 from ..typed_config import option
 from .particles import attach, particle_after
-from .schema import Entity, Example
+from .schema import Entity, Example, edit
 
 PUNCTUATION = (".", ",", "!", "?", ";", ":")
 SYMMETRIC_LABELS = (
@@ -32,8 +32,6 @@ SYMMETRIC_LABELS = (
 )
 # Particles that may follow a 와/과 or (으)로 inside the same word: 와의, 과는, 으로부터, 로서, 로써, 로도.
 _STACKED = ("의", "는", "도", "부터", "서", "써")
-
-Edit = tuple[int, int, str]  # replace sentence[a:b] with the text (a == b: insert before a)
 
 
 @dataclass
@@ -150,23 +148,6 @@ def _hits(ex: Example, a: int, b: int) -> bool:
     return any(a <= ent.end and b > ent.start for ent in (ex.subject, ex.object))
 
 
-def _edit(ex: Example, edits: list[Edit], words: dict[str, str] | None = None) -> Example:
-    """`ex` with non-overlapping `edits` applied; `words` renames a role whose entity an edit replaces from its start."""
-    words = words or {}
-    parts, pos = [], 0
-    for a, b, text in sorted(edits):
-        parts += [ex.sentence[pos:a], text]
-        pos = b
-
-    def moved(ent: Entity, role: str) -> Entity:
-        start = ent.start + sum(len(text) - (b - a) for a, b, text in edits if b <= ent.start)
-        word = words.get(role, ent.word)
-        return Entity(word, start, start + len(word) - 1, ent.type)
-
-    sentence = "".join(parts) + ex.sentence[pos:]
-    return ex.with_(sentence=sentence, subject=moved(ex.subject, "subject"), object=moved(ex.object, "object"))
-
-
 def _words(ex: Example) -> list[tuple[int, int]]:
     """(start, stop) of each whitespace-separated word."""
     return [m.span() for m in re.finditer(r"\S+", ex.sentence)]
@@ -185,14 +166,14 @@ def _aeda(ex: Example, rng: random.Random, prob: float) -> Example | None:
     if not slots:
         return None
     count = min(rng.randint(1, max(1, int(prob * len(words)))), len(slots))
-    return _edit(ex, [(start, start, rng.choice(PUNCTUATION) + " ") for start in rng.sample(slots, count)])
+    return edit(ex, [(start, start, rng.choice(PUNCTUATION) + " ") for start in rng.sample(slots, count)])
 
 
 def _mask(ex: Example, rng: random.Random, prob: float, mask_token: str) -> Example | None:
     """Each word that touches no entity becomes `mask_token` with probability `prob`."""
     words = _words(ex)
     free = [i for i, (a, b) in enumerate(words) if not _hits(ex, a, b)]
-    return _edit(ex, [(*words[i], mask_token) for i in _pick(rng, free, prob)]) if free else None
+    return edit(ex, [(*words[i], mask_token) for i in _pick(rng, free, prob)]) if free else None
 
 
 def _delete(ex: Example, rng: random.Random, prob: float) -> Example | None:
@@ -211,7 +192,7 @@ def _delete(ex: Example, rng: random.Random, prob: float) -> Example | None:
             merged[-1][1] = max(merged[-1][1], b)
         else:
             merged.append([a, b])
-    return _edit(ex, [(a, b, "") for a, b in merged])
+    return edit(ex, [(a, b, "") for a, b in merged])
 
 
 def _mention_pool(examples: list[Example]) -> dict[str, list[str]]:
@@ -249,7 +230,7 @@ def _swap_entity(ex: Example, rng: random.Random, pool: dict[str, list[str]]) ->
         word = rng.choice(candidates)
         while word in excluded:
             word = rng.choice(candidates)
-        return _edit(ex, [(ent.start, stop, attach(word, particle) if particle else word)], {role: word})
+        return edit(ex, [(ent.start, stop, attach(word, particle) if particle else word)], {role: word})
     return None
 
 

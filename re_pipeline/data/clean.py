@@ -30,7 +30,10 @@ class CleanConfig:
     repair_offsets: bool = option(
         True, "move a wrong span to the nearest occurrence of its word; quarantine when absent"
     )
-    type_from_label: bool = option(True, "per:* => PER subject, org:* => ORG subject")
+    type_from_label: bool = option(
+        False,
+        "training rows: per:* => PER subject, org:* => ORG subject (off: on real data the label was often wrong)",
+    )
     label_subject_types: dict[str, str] = option(
         help="label prefix -> subject type, for type_from_label", factory=lambda: {"per": "PER", "org": "ORG"}
     )
@@ -47,9 +50,12 @@ class CleanConfig:
 
 
 def clean_examples(
-    examples: list[Example], ledger: Ledger, config: CleanConfig, labelled: bool = True
+    examples: list[Example], ledger: Ledger, config: CleanConfig, labelled: bool = True, label_rules: bool = True
 ) -> list[Example]:
-    """Run the enabled rules. Unlabelled (test) data is never deduplicated or relabelled."""
+    """Run the enabled rules. Unlabelled (test) data is never deduplicated or retyped from labels.
+    `label_rules=False` leaves out the rules that read the gold label (type_from_label, label conflicts): the
+    pipeline applies them to the training part of each split only (`apply_label_rules`), so they never
+    rewrite a validation row."""
     out = []
     for ex in examples:
         if config.unicode:
@@ -73,11 +79,21 @@ def clean_examples(
         out.append(ex)
     if config.corrections:
         out = apply_corrections(out, ledger, Path(config.corrections))
-    if labelled and config.type_from_label:
-        out = [subject_type_from_label(ex, ledger, config.label_subject_types) for ex in out]
-    if labelled:
-        out = deduplicate(out, ledger, config.drop_exact_duplicates, config.conflict_policy)
+    if labelled and config.drop_exact_duplicates:
+        out = drop_exact_duplicates(out, ledger)
+    if labelled and label_rules:
+        out = apply_label_rules(out, ledger, config)
     return out
+
+
+def apply_label_rules(examples: list[Example], ledger: Ledger, config: CleanConfig) -> list[Example]:
+    """The rules that read the gold label: subject type from the label, then conflicting labels."""
+    if config.type_from_label:
+        typed = [subject_type_from_label(ex, ledger, config.label_subject_types) for ex in examples]
+        changed = sum(new is not old for new, old in zip(typed, examples))
+        ledger.note(f"type_from_label changed the subject type of {changed} row(s) (see the audit)")
+        examples = typed
+    return resolve_conflicts(examples, ledger, config.conflict_policy)
 
 
 def _strip_text(text: str) -> str:
@@ -219,22 +235,26 @@ def _triple(ex: Example) -> tuple:
     return (ex.sentence, ex.subject, ex.object)
 
 
-def deduplicate(examples: list[Example], ledger: Ledger, drop_exact: bool, policy: str) -> list[Example]:
-    """Drop exact duplicates, then resolve (sentence, subject, object) triples with conflicting labels."""
+def drop_exact_duplicates(examples: list[Example], ledger: Ledger) -> list[Example]:
+    """Later rows with the same sentence, entities and label are dropped."""
+    first: dict[tuple, Example] = {}
+    kept = []
+    for ex in examples:
+        key = (*_triple(ex), ex.label)
+        if key in first:
+            ledger.drop(ex.row, ex.id, "exact_duplicate", f"same as id {first[key].id}", ex.to_record())
+        else:
+            first[key] = ex
+            kept.append(ex)
+    return kept
+
+
+def resolve_conflicts(examples: list[Example], ledger: Ledger, policy: str) -> list[Example]:
+    """(sentence, subject, object) triples with conflicting labels, resolved by `policy`."""
     drop: set[int] = set()
-    if drop_exact:
-        first: dict[tuple, Example] = {}
-        for i, ex in enumerate(examples):
-            key = (*_triple(ex), ex.label)
-            if key in first:
-                drop.add(i)
-                ledger.drop(ex.row, ex.id, "exact_duplicate", f"same as id {first[key].id}", ex.to_record())
-            else:
-                first[key] = ex
     groups: dict[tuple, list[int]] = defaultdict(list)
     for i, ex in enumerate(examples):
-        if i not in drop:
-            groups[_triple(ex)].append(i)
+        groups[_triple(ex)].append(i)
     for members in groups.values():
         labels = [examples[i].label for i in members]
         if policy == "keep_all" or len(set(labels)) < 2:

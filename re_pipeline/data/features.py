@@ -8,6 +8,7 @@ counting tokens, so added tokens, Metaspace "▁" pieces and whitespace cannot s
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict
 from functools import partial
@@ -20,6 +21,7 @@ import torch
 from ..errors import PipelineError
 from ..labels import LabelSet
 from .markers import MarkerConfig, added_tokens, mark
+from .morphemes import space_examples
 from .schema import Example
 
 PAD = "pad"  # padded with the tokenizer's pad id
@@ -78,12 +80,43 @@ def _tokens(offsets: list, lo: int, hi: int, start: int, end: int, example_id: s
     return first + (first < last and offsets[first][0] == offsets[first + 1][0]), last
 
 
+def _centred(lo: int, hi: int, keep_lo: int, keep_hi: int, size: int) -> int:
+    """Start of `size` tokens within [lo, hi) centred on [keep_lo, keep_hi) (from keep_lo when that is longer)."""
+    return min(max(lo, keep_lo - max(0, size - (keep_hi - keep_lo)) // 2), hi - size)
+
+
+def _windows(lo: int, hi: int, first: tuple[int, int], second: tuple[int, int], budget: int) -> list[tuple[int, int]]:
+    """Token ranges [a, b) of the sentence [lo, hi) to keep in `budget` tokens: one window around both marked
+    entities (`first`, `second`: their [start, end) in sentence order) when they fit, else one window around each,
+    `budget - 1` tokens together (a separator goes between), each entity cut to its start if it alone is too long."""
+    (a0, a1), (b0, b1) = first, second
+    if b1 - a0 <= budget:
+        start = _centred(lo, hi, a0, b1, budget)
+        return [(start, start + budget)]
+    budget -= 1
+    if (a1 - a0) + (b1 - b0) <= budget:
+        extra = budget - (a1 - a0) - (b1 - b0)
+        size_a = a1 - a0 + extra - extra // 2
+    else:
+        size_a = min(a1 - a0, max(budget // 2, budget - (b1 - b0)))
+    size_b = budget - size_a
+    start_a, start_b = _centred(lo, b0, a0, a1, size_a), _centred(a1, hi, b0, b1, size_b)
+    return [(start_a, start_a + size_a), (start_b, start_b + size_b)]
+
+
+def _moved(windows: list[tuple[int, int]], starts: list[int], position: int, anchor: int) -> int:
+    """A token's position after windowing, kept inside the window that holds `anchor` (its entity's first token)."""
+    k = max(k for k, (a, _) in enumerate(windows) if a <= anchor)
+    a, b = windows[k]
+    return starts[k] + min(max(position, a), b - 1) - a
+
+
 def _tokenize(batch: dict, tokenizer, max_length: int) -> dict:
     """Tokenize a batch of marked rows (`text`, `first`, `spans`: the `Marked` spans as mappings)."""
     pair = batch["first"][0] is not None
     texts = (batch["first"], batch["text"]) if pair else (batch["text"],)
     enc = tokenizer(*texts, return_offsets_mapping=True, return_token_type_ids=False, return_attention_mask=False)
-    out: dict[str, list] = {k: [] for k in (*_MADE, "truncated", "n_tokens")}
+    out: dict[str, list] = {k: [] for k in (*_MADE, "truncated", "two_windows", "n_tokens")}
     for i, (ids, offsets, spans, example_id) in enumerate(
         zip(enc["input_ids"], enc["offset_mapping"], batch["spans"], batch["id"])
     ):
@@ -94,30 +127,42 @@ def _tokenize(batch: dict, tokenizer, max_length: int) -> dict:
         s, o = spans["subject"], spans["object"]
         (s_first, s_last), (o_first, o_last) = token(s["start"], s["end"]), token(o["start"], o["end"])
         s_start, o_start = token(s["marker_start"], s["end"])[0], token(o["marker_start"], o["end"])[0]
-        keep_lo = min(s_start, o_start)
-        keep_hi = max(token(s["start"], s["marker_end"])[1], token(o["start"], o["marker_end"])[1]) + 1
-        shift = 0
-        if len(ids) > max_length:  # keep a window of the sentence that holds both marked entities
+        keep = sorted(
+            [
+                (s_start, token(s["start"], s["marker_end"])[1] + 1),
+                (o_start, token(o["start"], o["marker_end"])[1] + 1),
+            ]
+        )
+        windows = [(lo, hi)]
+        if len(ids) > max_length:  # keep windows of the sentence that hold the marked entities
             budget = max_length - (len(ids) - (hi - lo))
-            if budget < keep_hi - keep_lo:
+            if budget < 3:
                 raise PipelineError(
-                    f"example {example_id}: its marked entities span {keep_hi - keep_lo} tokens, which does not "
-                    f"fit max_length {max_length} with {len(ids) - (hi - lo)} other tokens; raise max_length"
+                    f"example {example_id}: max_length {max_length} leaves {budget} tokens for the sentence "
+                    "after the special tokens and the query; raise max_length"
                 )
-            start = min(max(lo, keep_lo - (budget - (keep_hi - keep_lo)) // 2), hi - budget)
-            ids, shift = ids[:lo] + ids[start : start + budget] + ids[hi:], start - lo
+            windows = _windows(lo, hi, *keep, budget)
+        kept, starts = [], []  # the windows' tokens joined by a separator, and where each window starts
+        for a, b in windows:
+            kept += [tokenizer.sep_token_id] if kept else []
+            starts.append(lo + len(kept))
+            kept += ids[a:b]
+        ids = ids[:lo] + kept + ids[hi:]
+        move = partial(_moved, windows, starts)
         entity_mask = [0] * len(ids)
-        entity_mask[o_first - shift : o_last - shift + 1] = [2] * (o_last - o_first + 1)
-        entity_mask[s_first - shift : s_last - shift + 1] = [1] * (s_last - s_first + 1)  # wins a shared token
+        for code, first, last, start in ((2, o_first, o_last, o_start), (1, s_first, s_last, s_start)):
+            a, b = move(first, start), move(last, start) + 1
+            entity_mask[a:b] = [code] * (b - a)  # the subject, written last, wins a shared token
         row = {
             "input_ids": ids,
             "attention_mask": [1] * len(ids),
-            "subj_start": s_start - shift,
-            "subj_end": s_last - shift,
-            "obj_start": o_start - shift,
-            "obj_end": o_last - shift,
+            "subj_start": move(s_start, s_start),
+            "subj_end": move(s_last, s_start),
+            "obj_start": move(o_start, o_start),
+            "obj_end": move(o_last, o_start),
             "entity_mask": entity_mask,
             "truncated": len(ids) < len(offsets),
+            "two_windows": len(windows) == 2,
             "n_tokens": len(offsets),
         }
         for key, value in row.items():
@@ -146,8 +191,9 @@ def build_features(
     is 1 on subject word tokens, 2 on object word tokens, 0 elsewhere (in `baseline`, where both
     words can fall in one token, as in "국제축구연맹(FIFA)이", the subject's 1 wins). Inputs longer than
     `max_length` keep a window of the sentence around both marked entities (centered when
-    possible). Returns the dataset and stats: `examples`, `truncated_window` (how many were
-    windowed), `max_tokens` (longest input before windowing).
+    possible), or, when the entities are further apart, a window around each joined by the separator
+    token. Returns the dataset and stats: `examples`, `truncated_window` (how many were windowed),
+    `two_windows` (how many of those got a window per entity), `max_tokens` (longest input before windowing).
     """
     if not examples:
         raise PipelineError("no examples to tokenize")
@@ -157,7 +203,7 @@ def build_features(
     if missing:
         raise PipelineError(f"the tokenizer lacks marker tokens {missing}; call prepare_tokenizer first")
     rows = []
-    for ex in examples:
+    for ex in space_examples(examples) if markers.morphemes else examples:
         m = mark(ex, markers, tokenizer.sep_token)
         rows.append(
             {
@@ -176,14 +222,47 @@ def build_features(
         num_proc=num_proc if num_proc > 1 else None,
         remove_columns=["text", "first", "spans"],
     )
-    truncated, n_tokens = (ds.data.column(name).to_pylist() for name in ("truncated", "n_tokens"))  # no row formatting
-    stats = {"examples": len(ds), "truncated_window": sum(truncated), "max_tokens": max(n_tokens)}
+    truncated, two, n_tokens = (ds.data.column(c).to_pylist() for c in ("truncated", "two_windows", "n_tokens"))
+    stats = {
+        "examples": len(ds),
+        "truncated_window": sum(truncated),
+        "two_windows": sum(two),
+        "max_tokens": max(n_tokens),
+    }
     return ds.select_columns(list(COLUMNS)), stats
 
 
 def length_order(dataset) -> np.ndarray:
     """Row indices shortest first: batches of similar length waste little padding at inference."""
     return np.argsort(token_lengths(dataset), kind="stable")
+
+
+def window_note(stats: dict | None, what: str, max_length: int) -> str | None:
+    """A log line counting the rows of `what` that got a window per entity (None when none did or no stats)."""
+    if not stats or not stats["two_windows"]:
+        return None
+    return (
+        f"{stats['two_windows']} row(s) of the {what}: entities further apart than max_length {max_length} tokens; "
+        "the input is a window around each entity, joined by a separator"
+    )
+
+
+def shared_head_rows(dataset) -> dict[str, int]:
+    """Rows per type pair ("SUBJ|OBJ") that `add_pair_column` found in no trained pair: the shared head answers them."""
+    pairs, subjects, objects = (dataset.data.column(c).to_pylist() for c in ("pair", "subject_type", "object_type"))
+    return dict(Counter(f"{s}|{o}" for p, s, o in zip(pairs, subjects, objects) if p < 0).most_common())
+
+
+def shared_head_note(dataset, what: str) -> str | None:
+    """A log line counting the rows of `what` whose type pair was never trained (None when none or no dataset)."""
+    counts = shared_head_rows(dataset) if dataset is not None else {}
+    if not counts:
+        return None
+    pairs = ", ".join(f"{pair} ({n})" for pair, n in list(counts.items())[:5])
+    return (
+        f"{sum(counts.values())} row(s) of the {what} have a type pair not seen in training ({pairs}): "
+        "the shared head answers them"
+    )
 
 
 def add_pair_column(dataset, pair_names: list[str]):

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import ast
 import csv
+import difflib
 import io
 import json
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,9 +25,22 @@ from ..labels import LabelSet, resolve_label_set
 from .audit import Ledger
 from .schema import Entity, Example
 
-ID_COLUMNS = ("id", "guid")
-LABEL_COLUMNS = ("label", "relation")
-ENTITY_COLUMNS = ("subject_entity", "object_entity")
+# Column -> the header names read as it, matched ignoring case and outer spaces, inner spaces and hyphens as "_".
+COLUMNS = {
+    "id": ("id", "guid"),
+    "sentence": ("sentence",),
+    "subject_entity": ("subject_entity", "subject", "subj", "subj_entity"),
+    "object_entity": ("object_entity", "object", "obj", "obj_entity"),
+    "label": ("label", "relation"),
+    "source": ("source",),
+    "parent_id": ("parent_id",),
+    "method": ("method",),
+}
+REQUIRED = ("sentence", "subject_entity", "object_entity")
+END_OFFSETS = ("inclusive", "exclusive", "auto")
+# `data.labels: auto` keeps the competition's labels when at least this share of the labelled rows carries them
+# (the other rows, typos such as `Per:Title`, are quarantined); below it, a team's own label set is read from the data.
+KLUE_SHARE = 0.95
 WORD_KEYS = ("word", "text")
 TYPE_KEYS = ("type", "entity_type", "label")
 QUOTES = "'\"‘’“”"
@@ -39,6 +53,7 @@ class ReadOptions:
     end_offsets: str = "auto"
     unlabelled_values: tuple[str, ...] = ("100", "")
     label_names: tuple[str, ...] | None = None  # for integer labels in JSON
+    unique_ids: bool = False  # a test file: a repeated id is an error, not a renamed row
 
 
 @dataclass
@@ -109,36 +124,61 @@ def read_csv_rows(path: Path) -> tuple[list[RawRow], Ledger]:
         raise PipelineError(f"{path}: broken CSV on line {reader.line_num} ({exc})") from None
     if not header:
         raise PipelineError(f"{path}: empty file (no header row)")
+    if len(header) == 1 and "\t" in header[0]:
+        raise PipelineError(f"{path}: the file is tab-separated; the reader expects comma-separated CSV: re-save it")
     ledger = Ledger(str(path), rows_read=len(records))
-    missing = [c for c in ("sentence", *ENTITY_COLUMNS) if c not in header]
+    columns = map_columns(header, path, ledger)
+    return [_raw_row(i, rec, columns) for i, rec in enumerate(records)], ledger
+
+
+def header_key(name: str) -> str:
+    return re.sub(r"[\s-]+", "_", name.strip().lower())
+
+
+def map_columns(header: list[str], where, ledger: Ledger) -> dict[str, str]:
+    """Column -> the file's header for it. Notes each header read under another name and each ignored one;
+    refuses a file without the REQUIRED columns, listing the names it accepts, and two headers for one column."""
+    aliases = {alias: column for column, names in COLUMNS.items() for alias in names}
+    found: dict[str, str] = {}
+    for name in header:
+        column = aliases.get(header_key(name or ""))
+        if column in found:
+            raise PipelineError(f"{where}: columns {found[column]!r} and {name!r} both name {column}; keep one")
+        if column is not None:
+            found[column] = name
+    missing = [c for c in REQUIRED if c not in found]
     if missing:
-        raise PipelineError(f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(header) or 'none'}")
-    id_col = next((c for c in ID_COLUMNS if c in header), None)
-    label_col = next((c for c in LABEL_COLUMNS if c in header), None)
-    used = {id_col, label_col, "sentence", *ENTITY_COLUMNS, "source", "parent_id", "method"}
-    ignored = [c if c else "(unnamed index)" for c in header if c not in used]
+        named = {c: f"{c} (or {', '.join(COLUMNS[c][1:])})" if COLUMNS[c][1:] else c for c in COLUMNS}
+        raise PipelineError(
+            f"{where}: missing column(s) {', '.join(missing)}; expected {', '.join(named[c] for c in REQUIRED)} "
+            f"and optionally {named['id']}, {named['label']}; found {', '.join(header) or 'none'}"
+        )
+    for column, name in found.items():
+        if name != column:
+            ledger.note(f"column {name!r} read as {column!r}")
+    ignored = [name if name else "(unnamed index)" for name in header if name not in found.values()]
     if ignored:
         ledger.note(f"ignored column(s): {', '.join(ignored)}")
-    if label_col and label_col != "label":
-        ledger.note(f"label column read from {label_col!r}")
-    if id_col is None:
+    if "id" not in found:
         ledger.note("no id column: ids are the row numbers")
-    rows = [
-        RawRow(
-            row=i,
-            id=rec.get(id_col) if id_col else str(i),
-            sentence=rec.get("sentence"),
-            subject=rec.get("subject_entity"),
-            object=rec.get("object_entity"),
-            label=rec.get(label_col) if label_col else None,
-            source=rec.get("source") or "",
-            raw=rec,
-            parent_id=rec.get("parent_id") or None,
-            method=rec.get("method") or None,
-        )
-        for i, rec in enumerate(records)
-    ]
-    return rows, ledger
+    return found
+
+
+def _raw_row(i: int, rec: dict, columns: dict[str, str]) -> RawRow:
+    """A CSV or JSON record as a RawRow, its fields read through `columns` (see `map_columns`)."""
+    get = {column: rec.get(name) for column, name in columns.items()}.get
+    return RawRow(
+        row=i,
+        id=get("id") if "id" in columns else str(i),
+        sentence=get("sentence"),
+        subject=get("subject_entity"),
+        object=get("object_entity"),
+        label=get("label"),
+        source=str(get("source") or ""),
+        raw=rec,
+        parent_id=get("parent_id") or None,
+        method=get("method") or None,
+    )
 
 
 def read_json_rows(path: Path) -> tuple[list[RawRow], Ledger]:
@@ -159,7 +199,8 @@ def read_json_rows(path: Path) -> tuple[list[RawRow], Ledger]:
     if bad is not None:
         raise PipelineError(f"{path}: example {bad} is a {type(records[bad]).__name__}, not an object")
     ledger = Ledger(str(path), rows_read=len(records))
-    return [_json_row(i, rec) for i, rec in enumerate(records)], ledger
+    columns = map_columns(list(dict.fromkeys(key for rec in records for key in rec)), path, ledger)
+    return [_raw_row(i, rec, columns) for i, rec in enumerate(records)], ledger
 
 
 def read_hub_rows(spec: str) -> tuple[list[RawRow], Ledger]:
@@ -180,26 +221,14 @@ def read_hub_rows(spec: str) -> tuple[list[RawRow], Ledger]:
         ) from None
     names = ds.features["label"].names if hasattr(ds.features.get("label"), "names") else None
     ledger = Ledger(spec, rows_read=len(ds))
+    columns = map_columns(ds.column_names, spec, ledger)
     rows = []
     for i, rec in enumerate(ds):
-        row = _json_row(i, rec)
+        row = _raw_row(i, rec, columns)
         if names is not None and isinstance(row.label, int):
             row.label = names[row.label]
         rows.append(row)
     return rows, ledger
-
-
-def _json_row(i: int, rec: dict) -> RawRow:
-    return RawRow(
-        row=i,
-        id=next((str(rec[c]) for c in ID_COLUMNS if c in rec), str(i)),
-        sentence=rec.get("sentence"),
-        subject=rec.get("subject_entity"),
-        object=rec.get("object_entity"),
-        label=next((rec[c] for c in LABEL_COLUMNS if c in rec), None),
-        source=str(rec.get("source") or ""),
-        raw=rec,
-    )
 
 
 def build_examples(rows: list[RawRow], ledger: Ledger, options: ReadOptions) -> list[Example]:
@@ -207,6 +236,8 @@ def build_examples(rows: list[RawRow], ledger: Ledger, options: ReadOptions) -> 
     conventions: Counter = Counter()
     parsed = [_parse_row(r, ledger, options, conventions) for r in rows]
     parsed = [p for p in parsed if p is not None]
+    if options.unique_ids:
+        _refuse_repeated_ids(rows, ledger.source)
     for convention, n in conventions.items():
         ledger.note(f"{convention} ({n} entities)")
     exclusive = _detect_exclusive(parsed, options.end_offsets)
@@ -228,6 +259,21 @@ def build_examples(rows: list[RawRow], ledger: Ledger, options: ReadOptions) -> 
             seen_ids[ex_id] = 1
         examples.append(Example(ex_id, sentence, subj, obj, label, raw.source, raw.row, raw.parent_id, raw.method))
     return examples
+
+
+def _refuse_repeated_ids(rows: list[RawRow], source: str) -> None:
+    """A test file's ids name its submission rows: a repeated id is an error naming it and its rows (from 1)."""
+    where = defaultdict(list)
+    for raw in rows:
+        where[raw.id].append(raw.row + 1)
+    repeated = [f"{id_!r} (rows {_and(found)})" for id_, found in where.items() if len(found) > 1]
+    if repeated:
+        more = f" and {len(repeated) - 5} more" if len(repeated) > 5 else ""
+        raise PipelineError(f"{source}: test ids must be unique; repeated: {', '.join(repeated[:5])}{more}")
+
+
+def _and(items: list) -> str:
+    return ", ".join(map(str, items[:-1])) + f" and {items[-1]}"
 
 
 def _parse_row(raw: RawRow, ledger: Ledger, options: ReadOptions, conventions: Counter):
@@ -305,7 +351,9 @@ def _parse_entity(value, raw: RawRow, role: str, ledger: Ledger, conventions: Co
     word, etype = data[word_key], data[type_key]
     if not isinstance(word, str) or not word or not isinstance(etype, str) or not etype.strip():
         raise ValueError("word and type must be non-empty strings")
-    return Entity(word, start, end, etype.strip())
+    if etype.strip().upper() != etype:  # `org` and `ORG` are one type (and one type-pair head)
+        ledger.repair(raw.row, raw.id, "type_case", f"{role}_entity.type", etype, etype.strip().upper())
+    return Entity(word, start, end, etype.strip().upper())
 
 
 def _literal_dict(text: str) -> dict | None:
@@ -339,7 +387,7 @@ def _detect_exclusive(parsed, mode: str) -> bool:
     if mode in ("inclusive", "exclusive"):
         return mode == "exclusive"
     if mode != "auto":
-        raise PipelineError(f"end_offsets must be inclusive, exclusive or auto, not {mode!r}")
+        raise PipelineError(f"end_offsets must be one of {', '.join(END_OFFSETS)}, not {mode!r}")
     inclusive = exclusive = 0
     for _, sentence, *entities, _ in parsed:
         for e in entities:
@@ -354,30 +402,60 @@ def _to_inclusive(raw: RawRow, role: str, entity: Entity, ledger: Ledger) -> Ent
     return fixed
 
 
-def infer_label_set(examples: list[Example], spec: str = "auto", no_relation: str | None = None) -> LabelSet:
-    """`auto`: the competition's order when every label is a KLUE-RE label, else read from the data."""
-    labels = {ex.label for ex in examples if ex.label is not None}
-    if spec == "auto":
-        klue = LabelSet.klue()
-        spec = "klue" if labels <= set(klue.names) else "data"
-    return resolve_label_set(spec, labels, no_relation)
+def infer_label_set(
+    examples: list[Example], spec: str = "auto", no_relation: str | None = None, ledger: Ledger | None = None
+) -> LabelSet:
+    """`auto`: the competition's labels when at least KLUE_SHARE of the labelled rows carry them, else the labels
+    read from the data; the choice and its reason are a note in `ledger`."""
+    labels = Counter(ex.label for ex in examples if ex.label is not None)
+    if spec != "auto":
+        return resolve_label_set(spec, labels, no_relation)
+    klue = LabelSet.klue()
+    others = sum(n for label, n in labels.items() if label not in klue)
+    share = 1 - others / max(1, labels.total())
+    label_set = klue if share >= KLUE_SHARE else resolve_label_set("data", labels, no_relation)
+    if ledger is not None and labels:
+        why = f"data.labels: auto: {share:.1%} of the labelled rows carry KLUE-RE labels"
+        if label_set is klue:
+            rest = (
+                f"; {others} row{' with another label is' if others == 1 else 's with other labels are'} quarantined"
+            )
+            ledger.note(f"label set {klue.name!r} ({len(klue)} labels), chosen by {why}{rest if others else ''}")
+        else:
+            ledger.note(
+                f"label set {label_set.name!r} ({len(label_set)} labels) read from the data, chosen by {why} "
+                f"(below {KLUE_SHARE:.0%}); set data.labels: klue for the competition's {len(klue)} labels"
+            )
+    return label_set
 
 
 def check_labels(examples: list[Example], label_set: LabelSet, ledger: Ledger) -> list[Example]:
-    """Quarantine rows whose label is not in the label set."""
+    """Quarantine rows whose label is not in the label set, naming the closest label when one is close."""
     kept = []
     for ex in examples:
         if ex.label is not None and ex.label not in label_set:
-            ledger.quarantine(
-                ex.row,
-                ex.id,
-                "unknown_label",
-                f"label {ex.label!r} is not in label set {label_set.name!r}",
-                ex.to_record(),
-            )
+            close = difflib.get_close_matches(ex.label.lower(), label_set.names, n=1, cutoff=0.8)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            reason = f"label {ex.label!r} is not in label set {label_set.name!r}{hint}"
+            ledger.quarantine(ex.row, ex.id, "unknown_label", reason, ex.to_record())
         else:
             kept.append(ex)
     return kept
+
+
+def require_labels(examples: list[Example], ledger: Ledger) -> list[Example]:
+    """In a labelled file, quarantine the rows without a label (a blank cell, or an unlabelled value such as 100)."""
+    for ex in examples:
+        if ex.label is None:
+            reason = "no label (a blank cell or an unlabelled value such as 100) in a file whose rows are labelled"
+            ledger.quarantine(ex.row, ex.id, "missing_label", reason, ex.to_record())
+    return [ex for ex in examples if ex.label is not None]
+
+
+def row_ids(examples: list[Example], ledger: Ledger) -> list[str]:
+    """Every row's id in file order, kept or removed: the rows a submission answers."""
+    ids = {ex.row: ex.id for ex in examples} | {r.row: r.id for r in ledger.removals}
+    return [ids[row] for row in sorted(ids)]
 
 
 def write_examples_csv(path: str | Path, examples: list[Example]) -> Path:

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from ..errors import PipelineError
 from ..labels import LabelSet
-from ..typed_config import option
+from ..typed_config import choice, option
 from .audit import Ledger
 from .clean import CleanConfig, clean_examples
-from .io import ReadOptions, check_labels, infer_label_set, read_examples
+from .io import END_OFFSETS, ReadOptions, check_labels, infer_label_set, read_examples, require_labels
 from .schema import Example
+
+COMPETITION_TEST_LABEL = "100"  # the competition's test file marks every label unknown with 100
 
 
 @dataclass
@@ -31,13 +34,19 @@ class DataConfig:
     end_offsets: str = option("auto", "inclusive | exclusive | auto (detected per file)")
     unlabelled_values: list[str] = option(help="label cells that mean unlabelled", factory=lambda: ["100", ""])
 
+    def __post_init__(self) -> None:
+        choice("data.end_offsets", self.end_offsets, END_OFFSETS)
+
 
 @dataclass
 class LoadedData:
+    """Loaded rows, their ledger and label set. `test_labels`: the label cells a test file carried (then ignored)."""
+
     examples: list[Example]
     ledger: Ledger
     label_set: LabelSet
     fingerprint: str
+    test_labels: frozenset[str] = field(default_factory=frozenset)
 
 
 def load_data(
@@ -47,24 +56,60 @@ def load_data(
     labels: str | LabelSet = "auto",
     no_relation: str | None = None,
     test: bool = False,
+    label_rules: bool = True,
 ) -> LoadedData:
-    """Read a file, clean it, check its labels. Unlabelled files skip label rules and deduplication.
+    """Read a file, clean it, check its labels. Unlabelled files skip label rules and deduplication; in a
+    labelled file, a row without a label is quarantined.
 
-    `test`: labels a test file carries are ignored (noted in the ledger), so every row is kept and predicted.
+    `test`: ids must be unique, and labels a test file carries are ignored (noted in the ledger, kept in
+    `test_labels`), so every row is kept and predicted.
+    `label_rules=False`: the rules that read the gold label are left to the caller (`clean.apply_label_rules`).
     """
     read = read or ReadOptions()
     clean = clean or CleanConfig()
-    examples, ledger = read_examples(path, read)
-    carried = sum(ex.label is not None for ex in examples) if test else 0
-    if carried:
-        ledger.note(f"test file carries {carried} labels; they are ignored")
+    examples, ledger = read_examples(path, replace(read, unlabelled_values=(), unique_ids=True) if test else read)
+    cells = frozenset(ex.label for ex in examples if ex.label is not None) if test else frozenset()
+    if test:
+        carried = sum(ex.label not in (None, *read.unlabelled_values) for ex in examples)
+        if carried:
+            ledger.note(f"test file carries {carried} labels; they are ignored")
         examples = [ex.with_(label=None) for ex in examples]
     labelled = any(ex.label is not None for ex in examples)
-    examples = clean_examples(examples, ledger, clean, labelled=labelled)
-    label_set = labels if isinstance(labels, LabelSet) else infer_label_set(examples, labels, no_relation)
+    if labelled:
+        examples = require_labels(examples, ledger)
+    examples = clean_examples(examples, ledger, clean, labelled=labelled, label_rules=label_rules)
+    if isinstance(labels, LabelSet):
+        label_set = labels
+    else:
+        label_set = infer_label_set(examples, labels, no_relation, ledger)
     examples = check_labels(examples, label_set, ledger)
-    settings = {"read": asdict(read), "clean": asdict(clean), "labels": label_set.to_dict()}
-    return LoadedData(examples, ledger, label_set, fingerprint(examples, settings))
+    settings = {
+        "read": asdict(read),
+        "clean": asdict(clean),
+        "labels": label_set.to_dict(),
+        "label_rules": label_rules,
+    }
+    return LoadedData(examples, ledger, label_set, fingerprint(examples, settings), cells)
+
+
+def check_test_labels(label_set: LabelSet, test: LoadedData, unlabelled_values: list[str]) -> None:
+    """Refuse a label set whose submission cannot answer `test`: the competition's test file (labels 100) needs
+    the 30 KLUE-RE labels, and labels a test file carries must be in the set."""
+    carried = sorted(test.test_labels - set(unlabelled_values))
+    klue = LabelSet.klue()
+    if not carried and COMPETITION_TEST_LABEL in test.test_labels and label_set != klue:
+        raise PipelineError(
+            f"{test.ledger.source}: label {COMPETITION_TEST_LABEL} marks the competition's test file, which needs the "
+            f"{len(klue)} KLUE-RE labels, but the train label set {label_set.name!r} has {len(label_set)} labels: "
+            f"fix the train labels (see the label-set note of the train summary), or set data.labels: data "
+            f"to submit {len(label_set)} labels anyway"
+        )
+    missing = [label for label in carried if label not in label_set]
+    if missing:
+        raise PipelineError(
+            f"{test.ledger.source}: the test file carries labels the train label set lacks: "
+            f"{', '.join(map(repr, missing))}; set data.labels to a label file that has them"
+        )
 
 
 def fingerprint(examples: list[Example], settings: dict) -> str:
@@ -82,7 +127,8 @@ def read_options(data: DataConfig) -> ReadOptions:
 
 
 def load_configured(
-    path: str | Path, data: DataConfig, clean: CleanConfig, labels: LabelSet | None = None
+    path: str | Path, data: DataConfig, clean: CleanConfig, labels: LabelSet | None = None, label_rules: bool = True
 ) -> LoadedData:
     """`load_data` with a config's `data` and `clean` sections; a fixed label set marks a test file."""
-    return load_data(path, read_options(data), clean, labels or data.labels, data.no_relation, test=labels is not None)
+    test = labels is not None
+    return load_data(path, read_options(data), clean, labels or data.labels, data.no_relation, test, label_rules)

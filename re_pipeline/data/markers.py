@@ -7,6 +7,7 @@ Examples for subject 비틀즈 (ORG) and object 조지 해리슨 (PER) in "조�
 | `entity_mask` | `[OBJ-PER]이 쓰고 [SUBJ-ORG]가 부른` | `[SUBJ-<type>]`, `[OBJ-<type>]` |
 | `entity_marker` | `[E2] 조지 해리슨 [/E2]이 쓰고 [E1] 비틀즈 [/E1]가 부른` | `[E1] [/E1] [E2] [/E2]` |
 | `entity_marker_punct` (default) | `# 조지 해리슨 #이 쓰고 @ 비틀즈 @가 부른` | none |
+| `entity_tag` (the 1st-place team's) | `<obj> 조지 해리슨 </obj>이 쓰고 <subj> 비틀즈 </subj>가 부른` | `<subj> </subj> <obj> </obj>` |
 | `typed_entity_marker` | `<O:PER> 조지 해리슨 </O:PER>이 쓰고 <S:ORG> 비틀즈 </S:ORG>가 부른` | `<S:t> </S:t> <O:t> </O:t>` per type |
 | `typed_entity_marker_punct` (Zhou & Chen 2021) | `# ^ PER ^ 조지 해리슨 #이 쓰고 @ * ORG * 비틀즈 @가 부른` | none |
 | `baseline` (the competition's) | the plain sentence, after a first segment `비틀즈</s>조지 해리슨` | none |
@@ -61,6 +62,11 @@ def _punct_wrap(subj: bool, type_name: str, word: str) -> tuple[str, str, str]:
     return f"{c} ", word, f" {c}"
 
 
+def _tag_wrap(subj: bool, type_name: str, word: str) -> tuple[str, str, str]:
+    tag = "subj" if subj else "obj"
+    return f"<{tag}> ", word, f" </{tag}>"
+
+
 def _typed_wrap(subj: bool, type_name: str, word: str) -> tuple[str, str, str]:
     tag = f"{'S' if subj else 'O'}:{type_name}"
     return f"<{tag}> ", word, f" </{tag}>"
@@ -79,6 +85,7 @@ FORMATS: dict[str, MarkerFormat] = {
     "entity_mask": MarkerFormat(_mask_wrap, lambda names: [f"[{r}-{n}]" for r in ("SUBJ", "OBJ") for n in names]),
     "entity_marker": MarkerFormat(_marker_wrap, lambda names: ["[E1]", "[/E1]", "[E2]", "[/E2]"]),
     "entity_marker_punct": MarkerFormat(_punct_wrap),
+    "entity_tag": MarkerFormat(_tag_wrap, lambda names: ["<subj>", "</subj>", "<obj>", "</obj>"]),
     "typed_entity_marker": MarkerFormat(
         _typed_wrap, lambda names: [tag for r in ("S", "O") for n in names for tag in (f"<{r}:{n}>", f"</{r}:{n}>")]
     ),
@@ -100,6 +107,9 @@ class MarkerConfig:
     type_language: str = option("en", "type names: en (PER, ORG, ...) | ko (사람, 단체, 장소, 날짜, 수량, 기타)")
     type_names: dict[str, str] = option(help="type name overrides, e.g. {PER: 인물}", factory=dict)
     query: str | None = option(None, 'a question prefix as first segment, e.g. "{subject}{와} {object}{의} 관계"')
+    morphemes: bool = option(
+        False, "a space at each Korean morpheme boundary (Kiwi) outside the entities: 이순신은 -> 이순신 은"
+    )
 
     def __post_init__(self) -> None:
         choice("markers.format", self.format, FORMATS)

@@ -69,6 +69,26 @@ class Example:
         }
 
 
+Edit = tuple[int, int, str]  # replace sentence[a:b] with the text (a == b: insert before a)
+
+
+def edit(ex: Example, edits: list[Edit], words: dict[str, str] | None = None) -> Example:
+    """`ex` with non-overlapping `edits` applied; `words` renames a role whose entity an edit replaces from its start."""
+    words = words or {}
+    parts, pos = [], 0
+    for a, b, text in sorted(edits):
+        parts += [ex.sentence[pos:a], text]
+        pos = b
+
+    def moved(ent: Entity, role: str) -> Entity:
+        start = ent.start + sum(len(text) - (b - a) for a, b, text in edits if b <= ent.start)
+        word = words.get(role, ent.word)
+        return Entity(word, start, start + len(word) - 1, ent.type)
+
+    sentence = "".join(parts) + ex.sentence[pos:]
+    return ex.with_(sentence=sentence, subject=moved(ex.subject, "subject"), object=moved(ex.object, "object"))
+
+
 def to_dataset(examples: list[Example]):
     """A `datasets.Dataset` view with one column per field of `Example.to_record`."""
     records = [ex.to_record() for ex in examples]

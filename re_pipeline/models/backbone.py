@@ -13,7 +13,7 @@ from pathlib import Path
 from transformers import AutoModel, AutoTokenizer, XLMRobertaConfig, XLMRobertaModel
 
 from ..errors import PipelineError
-from ..typed_config import option
+from ..typed_config import check, option
 from .tokenizer import train_tokenizer
 
 
@@ -31,6 +31,13 @@ class BackboneConfig:
     intermediate_size: int = option(1024, "offline default: feed-forward size")
     max_position: int = option(258, "offline default: position embeddings (max_length + 2)")
     dropout: float = option(0.1, "offline default: dropout in the encoder")
+
+    def __post_init__(self) -> None:
+        for key in ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size", "max_position"):
+            check(f"model.backbone.{key}", getattr(self, key) >= 1, "at least 1", getattr(self, key))
+        divides = f"a divisor of model.backbone.hidden_size ({self.hidden_size})"
+        check("model.backbone.num_heads", self.hidden_size % self.num_heads == 0, divides, self.num_heads)
+        check("model.backbone.dropout", 0 <= self.dropout < 1, "in [0, 1)", self.dropout)
 
 
 def offline_hint(name: str) -> str:

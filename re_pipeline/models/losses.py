@@ -12,12 +12,24 @@ import torch.nn.functional as F
 from ..typed_config import check, choice, option
 
 
-def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, config: LossConfig, weight: torch.Tensor | None):
-    return F.cross_entropy(logits, labels, weight=weight, label_smoothing=config.label_smoothing)
+def cross_entropy(
+    logits: torch.Tensor, labels: torch.Tensor, config: LossConfig, weight: torch.Tensor | None, allowed=None
+):
+    """Cross-entropy. Label smoothing spreads its share of the target over the labels `allowed` per row (B, C)
+    (every label when None: torch's own smoothing), so labels a type-pair head blocks get none of it."""
+    eps = config.label_smoothing
+    if not eps or allowed is None:
+        return F.cross_entropy(logits, labels, weight=weight, label_smoothing=eps)
+    log_p = F.log_softmax(logits.float(), dim=-1)  # (B, C)
+    w = torch.ones_like(log_p[0]) if weight is None else weight  # (C,)
+    gold = -w[labels] * log_p.gather(1, labels[:, None]).squeeze(1)  # (B,)
+    spread = -(allowed * w * log_p).sum(1) / allowed.sum(1)  # (B,)
+    return ((1 - eps) * gold + eps * spread).sum() / w[labels].sum()  # torch's weighted mean
 
 
-def focal(logits: torch.Tensor, labels: torch.Tensor, config: LossConfig, weight: torch.Tensor | None):
-    """Focal loss (Lin et al. 2017): cross-entropy scaled by (1 - p_gold) ** gamma; weighted mean with `weight`."""
+def focal(logits: torch.Tensor, labels: torch.Tensor, config: LossConfig, weight: torch.Tensor | None, allowed=None):
+    """Focal loss (Lin et al. 2017): cross-entropy scaled by (1 - p_gold) ** gamma; weighted mean with `weight`
+    (no smoothing, so `allowed` is not needed)."""
     log_p = F.log_softmax(logits.float(), dim=-1).gather(1, labels[:, None]).squeeze(1)  # (B,)
     loss = -((1 - log_p.exp()) ** config.focal_gamma) * log_p
     if weight is None:
@@ -34,7 +46,9 @@ class LossConfig:
     """The training loss."""
 
     name: str = option("ce", "loss: " + " | ".join(LOSSES))
-    label_smoothing: float = option(0.0, "ce only: share of the target mass spread over the other labels")
+    label_smoothing: float = option(
+        0.0, "ce only: share of the target mass spread over the labels (those its type pair allows)"
+    )
     focal_gamma: float = option(2.0, "focal only: the focusing exponent")
     class_weighted: bool = option(True, "weight classes by inverse square-root frequency: rare relations get ranked")
 
@@ -45,10 +59,14 @@ class LossConfig:
 
 
 def relation_loss(
-    logits: torch.Tensor, labels: torch.Tensor, config: LossConfig, class_weights: torch.Tensor | None = None
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    config: LossConfig,
+    class_weights: torch.Tensor | None = None,
+    allowed: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The configured loss, a scalar."""
-    return LOSSES[config.name](logits, labels, config, class_weights if config.class_weighted else None)
+    """The configured loss, a scalar. `allowed` (B, C): the labels each row's type-pair head allows (None: all)."""
+    return LOSSES[config.name](logits, labels, config, class_weights if config.class_weighted else None, allowed)
 
 
 def inverse_sqrt_weights(label_ids: list[int], num_labels: int) -> torch.Tensor:

@@ -26,12 +26,15 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from ..data.schema import Example
 from ..errors import PipelineError
 from ..labels import LabelSet
-from ..typed_config import choice, option
+from ..typed_config import check, choice, option
 from .backbone import BackboneConfig
 from .losses import LossConfig, inverse_sqrt_weights, relation_loss
+from .pair_prior import PriorConfig
 from .peft import PeftConfig, apply_peft
+from .tfidf import TfidfConfig
 
-# Finite stand-in for -inf inside the loss, so an impossible gold label gives a large, finite loss.
+# Finite stand-in for -inf inside the loss: a blocked label's zero smoothing target times its log-probability
+# is 0, not NaN.
 MASKED_LOSS_LOGIT = -1e4
 
 
@@ -117,12 +120,17 @@ class Head:
 
 
 HEADS: dict[str, Head] = {"linear": Head(_linear), "mlp": Head(_mlp), "lstm": Head(_linear, BiLSTM)}
+KINDS = ("transformer", "tfidf", "prior")  # prior and tfidf: models/classical.py
 
 
 @dataclass
 class ModelConfig:
     """The relation model over the encoder."""
 
+    kind: str = option(
+        "transformer",
+        "transformer (an encoder with a relation head) | tfidf (TF-IDF + logistic regression) | prior (P(relation | type pair))",
+    )
     backbone: BackboneConfig = option(help="the encoder", factory=BackboneConfig)
     pooling: str = option("entity_start", "features for the classifier: " + " | ".join(POOLERS))
     head: str = option("linear", "classifier: " + " | ".join(HEADS))
@@ -131,12 +139,20 @@ class ModelConfig:
     )
     entity_embedding: bool = option(True, "a learned vector added to the subject's and object's token embeddings")
     dropout: float = option(0.1, "dropout before the classifier")
+    entity_dropout: float = option(
+        0.0, "training only: chance that an entity's word tokens become <mask> (against memorising entity names)"
+    )
     loss: LossConfig = option(help="the training loss", factory=LossConfig)
     peft: PeftConfig = option(help="parameter-efficient fine-tuning (models/peft.py)", factory=PeftConfig)
+    tfidf: TfidfConfig = option(help="kind: tfidf only (models/tfidf.py)", factory=TfidfConfig)
+    prior: PriorConfig = option(help="kind: prior only (models/pair_prior.py)", factory=PriorConfig)
 
     def __post_init__(self) -> None:
+        choice("model.kind", self.kind, KINDS)
         choice("model.pooling", self.pooling, POOLERS)
         choice("model.head", self.head, HEADS)
+        check("model.dropout", 0 <= self.dropout < 1, "in [0, 1)", self.dropout)
+        check("model.entity_dropout", 0 <= self.entity_dropout <= 1, "in [0, 1]", self.entity_dropout)
 
 
 class EntityEmbedding(nn.Module):
@@ -174,9 +190,17 @@ class RelationModel(nn.Module):
     """Encoder plus relation head. `pair_labels` ([pairs, labels] bool) enables per-type-pair heads."""
 
     def __init__(
-        self, encoder: nn.Module, config: ModelConfig, num_labels: int, pair_labels: torch.Tensor | None = None
+        self,
+        encoder: nn.Module,
+        config: ModelConfig,
+        num_labels: int,
+        pair_labels: torch.Tensor | None = None,
+        mask_token_id: int | None = None,
     ):
         super().__init__()
+        if config.entity_dropout and mask_token_id is None:
+            raise PipelineError("model.entity_dropout needs a tokenizer with a mask token")
+        self.mask_token_id = mask_token_id
         hidden = encoder.config.hidden_size
         head = HEADS[config.head]
         self.encoder = encoder
@@ -192,9 +216,20 @@ class RelationModel(nn.Module):
         self.pair_heads = PairHeads(self.pooler.out_dim, pair_labels) if config.type_pair_heads else None
         self.register_buffer("class_weights", torch.ones(num_labels), persistent=True)  # (C,)
 
+    def drop_entities(self, input_ids: torch.Tensor, entity_mask: torch.Tensor) -> torch.Tensor:
+        """Training only: each row's subject (role 1) and object (role 2) word tokens become the mask token with
+        chance `entity_dropout`, each entity on its own draw; (B, T) -> (B, T)."""
+        drop = torch.rand(input_ids.size(0), 3, device=input_ids.device) < self.config.entity_dropout  # (B, roles)
+        drop[:, 0] = False  # role 0: not an entity
+        hit = drop.gather(1, entity_mask)  # (B, T)
+        return input_ids.masked_fill(hit, self.mask_token_id)
+
     def encode(self, batch: dict) -> torch.Tensor:
         """Pooled features (B, D) from the batch's (B, T) `input_ids`, `attention_mask`, `entity_mask`."""
-        embeds = self.encoder.get_input_embeddings()(batch["input_ids"])  # (B, T, H)
+        input_ids = batch["input_ids"]
+        if self.training and self.config.entity_dropout:
+            input_ids = self.drop_entities(input_ids, batch["entity_mask"])
+        embeds = self.encoder.get_input_embeddings()(input_ids)  # (B, T, H)
         if self.entity_embedding is not None:
             embeds = self.entity_embedding(embeds, batch["entity_mask"])
         states = self.encoder(inputs_embeds=embeds, attention_mask=batch["attention_mask"]).last_hidden_state
@@ -209,20 +244,25 @@ class RelationModel(nn.Module):
         features = self.encode(batch)
         shared = self.classifier(features)  # (B, C)
         if self.pair_heads is None:
-            logits, loss_logits = shared, shared
-        else:
-            known = pair >= 0  # (B,)
-            pair_logits, allowed = self.pair_heads(features, pair.clamp(min=0))
-            allowed = allowed | ~known.unsqueeze(-1)
-            raw = torch.where(known.unsqueeze(-1), pair_logits, shared)
-            logits = raw.masked_fill(~allowed, float("-inf"))
-            loss_logits = raw.masked_fill(~allowed, MASKED_LOSS_LOGIT)
-        out = {"logits": logits}
+            out = {"logits": shared}
+            if labels is not None:
+                out["loss"] = relation_loss(shared, labels, self.config.loss, self.class_weights)
+            return out
+        known = pair >= 0  # (B,)
+        pair_logits, allowed = self.pair_heads(features, pair.clamp(min=0))
+        allowed = allowed | ~known.unsqueeze(-1)  # (B, C)
+        raw = torch.where(known.unsqueeze(-1), pair_logits, shared)
+        out = {"logits": raw.masked_fill(~allowed, float("-inf"))}
         if labels is not None:
-            loss = relation_loss(loss_logits, labels, self.config.loss, self.class_weights)
-            if self.pair_heads is not None:  # the shared head learns from every example, for unseen pairs
-                loss = loss + relation_loss(shared, labels, self.config.loss, self.class_weights)
-            out["loss"] = loss
+            # A gold label its pair head blocks (a validation row whose relation training never showed for its
+            # type pair) would cost about -MASKED_LOSS_LOGIT = 1e4 and swamp the evaluation loss. Such a row is
+            # scored with the shared head, the model's answer for what the pair heads do not know, so the loss
+            # stays a readable cross-entropy; its prediction still blocks the label.
+            blocked = ~allowed.gather(1, labels.clamp(min=0)[:, None])  # (B, 1)
+            loss_logits = torch.where(blocked, shared, raw.masked_fill(~allowed, MASKED_LOSS_LOGIT))
+            loss = relation_loss(loss_logits, labels, self.config.loss, self.class_weights, allowed | blocked)
+            # the shared head learns from every example, for unseen pairs
+            out["loss"] = loss + relation_loss(shared, labels, self.config.loss, self.class_weights)
         return out
 
 
@@ -239,7 +279,12 @@ def pair_vocabulary(
 
 
 def build_model(
-    encoder, config: ModelConfig, label_set: LabelSet, train_examples: list[Example], new_tokens: list[int] = ()
+    encoder,
+    config: ModelConfig,
+    label_set: LabelSet,
+    train_examples: list[Example],
+    new_tokens: list[int] = (),
+    mask_token_id: int | None = None,
 ) -> tuple[RelationModel, list[str]]:
     """The relation model over `encoder`, with pair heads and class weights from the training rows.
 
@@ -248,6 +293,6 @@ def build_model(
     label_ids = label_set.ids(ex.label for ex in train_examples)
     pairs = [(ex.subject.type, ex.object.type) for ex in train_examples]
     pair_names, allowed = pair_vocabulary(pairs, label_ids, len(label_set))
-    model = RelationModel(encoder, config, len(label_set), allowed if config.type_pair_heads else None)
+    model = RelationModel(encoder, config, len(label_set), allowed if config.type_pair_heads else None, mask_token_id)
     model.class_weights.copy_(inverse_sqrt_weights(label_ids, len(label_set)))
     return apply_peft(model, list(new_tokens)), pair_names

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -68,24 +69,46 @@ def peft_base(model_dir: Path, peft: dict) -> str:
     return peft["base"]
 
 
+DAMAGED = (
+    "the run folder is incomplete or damaged: restore the file, or retrain the run "
+    "(re-pipeline train --resume RUN_DIR if it was interrupted)"
+)
+
+
+@contextmanager
+def reading(path: Path):
+    """A missing or unreadable file of a saved model as one line naming it and what to do."""
+    if not path.exists():
+        raise PipelineError(f"{path} is missing: {DAMAGED}")
+    try:
+        yield
+    except PipelineError:
+        raise
+    except Exception as exc:  # json, safetensors, tokenizers and torch each raise their own types on a broken file
+        raise PipelineError(f"{path} cannot be read ({type(exc).__name__}): {DAMAGED}") from None
+
+
 def load_relation_model(model_dir: str | Path) -> tuple[RelationModel, object, LabelSet, list[str]]:
     """Rebuild the model from its saved settings and load its weights (safetensors only)."""
     model_dir = Path(model_dir)
-    meta = json.loads((model_dir / "relation_model.json").read_text(encoding="utf-8"))
-    config = from_dict(ModelConfig, meta["model"], "model")
-    label_set = LabelSet.from_dict(meta["labels"])
-    tokenizer = AutoTokenizer.from_pretrained(model_dir / "tokenizer")
-    peft = meta.get("peft")
+    with reading(model_dir / "relation_model.json"):
+        meta = json.loads((model_dir / "relation_model.json").read_text(encoding="utf-8"))
+        config = from_dict(ModelConfig, meta["model"], "model")
+        label_set = LabelSet.from_dict(meta["labels"])
+        pairs, peft = meta["pairs"], meta.get("peft")
+    with reading(model_dir / "tokenizer"):
+        tokenizer = AutoTokenizer.from_pretrained(model_dir / "tokenizer")
     if peft:
         encoder = load_encoder(peft_base(model_dir, peft), len(tokenizer))
     else:
-        encoder = AutoModel.from_config(AutoConfig.from_pretrained(model_dir / "encoder"), add_pooling_layer=False)
-    pairs = meta["pairs"]
+        with reading(model_dir / "encoder"):
+            encoder = AutoModel.from_config(AutoConfig.from_pretrained(model_dir / "encoder"), add_pooling_layer=False)
     pair_labels = torch.zeros(len(pairs), len(label_set), dtype=torch.bool) if config.type_pair_heads else None
     model = RelationModel(encoder, config, len(label_set), pair_labels)
-    if peft:
-        load_peft_state_dict(apply_peft(model, peft["token_ids"]), load_file(str(model_dir / "model.safetensors")))
-    else:
-        load_model(model, str(model_dir / "model.safetensors"))
+    with reading(model_dir / "model.safetensors"):
+        if peft:
+            load_peft_state_dict(apply_peft(model, peft["token_ids"]), load_file(str(model_dir / "model.safetensors")))
+        else:
+            load_model(model, str(model_dir / "model.safetensors"))
     model.eval()
     return model, tokenizer, label_set, pairs

@@ -1,0 +1,164 @@
+"""TF-IDF + logistic regression as a run type (`model.kind: tfidf`): n-grams of the marked sentence (and its
+type pair) in one or more views, scikit-learn's `TfidfVectorizer` per view and one `LogisticRegression` over
+all of them.
+
+Views (`model.tfidf.views`, the `VIEWS` table): `char` (character n-grams within words), `word` (n-grams of
+whitespace tokens) and `morpheme` (n-grams of Kiwi's form/TAG morphemes, e.g. `이순신/NNP 은/JX`).
+
+A strong, cheap run type on this task's test, and a member `make ensemble` can mix with neural runs: its runs
+write the same out-of-fold and test probabilities. Saved as JSON and `.npy` arrays (vocabularies, idf,
+coefficients), never pickled, and rebuilt from them for prediction.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.sparse import hstack
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+
+from ..data.markers import MarkerConfig, mark
+from ..data.morphemes import morpheme_tokens, space_examples
+from ..data.schema import Example
+from ..errors import PipelineError
+from ..typed_config import check, option
+
+
+@dataclass(frozen=True)
+class View:
+    """How one view reads the texts: the vectorizer's analyzer, and what it is given."""
+
+    analyzer: str
+    prepare: Callable[[list[str]], list[str]] = lambda texts: texts
+
+
+VIEWS: dict[str, View] = {
+    "char": View("char_wb"),
+    "word": View("word"),
+    "morpheme": View("word", morpheme_tokens),
+}
+
+
+@dataclass
+class TfidfConfig:
+    """`model.kind: tfidf` settings."""
+
+    views: list[str] = option(help="feature views: " + " | ".join(VIEWS), factory=lambda: ["char"])
+    char_ngrams: list[int] = option(help="char view: shortest and longest n-gram", factory=lambda: [1, 4])
+    token_ngrams: list[int] = option(
+        help="word and morpheme views: shortest and longest n-gram", factory=lambda: [1, 2]
+    )
+    min_df: int = option(2, "n-grams in fewer training rows are dropped")
+    max_features: int = option(300_000, "the most frequent n-grams kept, per view")
+    c: float = option(10.0, "inverse regularisation strength of the logistic regression")
+    max_iter: int = option(2000, "solver iterations")
+
+    def __post_init__(self) -> None:
+        check(
+            "model.tfidf.views",
+            bool(self.views) and set(self.views) <= set(VIEWS),
+            "some of " + ", ".join(VIEWS),
+            self.views,
+        )
+        for key in ("char_ngrams", "token_ngrams"):
+            low, high = (getattr(self, key) + [0, 0])[:2]
+            check(
+                f"model.tfidf.{key}",
+                len(getattr(self, key)) == 2 and 1 <= low <= high,
+                "[shortest, longest] from 1",
+                getattr(self, key),
+            )
+        check("model.tfidf.c", self.c > 0, "positive", self.c)
+        check("model.tfidf.min_df", self.min_df >= 1, "at least 1", self.min_df)
+
+    def ngrams(self, view: str) -> tuple[int, int]:
+        return tuple(self.char_ngrams if view == "char" else self.token_ngrams)
+
+
+def texts(examples: list[Example], markers: MarkerConfig) -> list[str]:
+    """What the vectorizers read: the type pair, then the marked sentence."""
+    examples = space_examples(examples) if markers.morphemes else examples
+    return [f"{ex.subject.type}|{ex.object.type} {mark(ex, markers).text}" for ex in examples]
+
+
+def vectorizer(view: str, ngrams: tuple[int, int], **kwargs) -> TfidfVectorizer:
+    """One view's vectorizer; tokens are whitespace-separated (no lowercasing, punctuation kept: markers matter)."""
+    return TfidfVectorizer(
+        analyzer=VIEWS[view].analyzer,
+        ngram_range=ngrams,
+        sublinear_tf=True,
+        lowercase=False,
+        token_pattern=r"\S+",
+        **kwargs,
+    )
+
+
+class TfidfModel:
+    """Fitted vectorizers (one per view) and a classifier over the label set's ids."""
+
+    def __init__(self, vectorizers: dict[str, TfidfVectorizer], classifier: LogisticRegression, num_labels: int):
+        self.vectorizers, self.classifier, self.num_labels = vectorizers, classifier, num_labels
+
+    @classmethod
+    def fit(cls, texts: list[str], labels: list[int], num_labels: int, config: TfidfConfig, seed: int) -> TfidfModel:
+        vectorizers = {
+            view: vectorizer(view, config.ngrams(view), min_df=config.min_df, max_features=config.max_features)
+            for view in config.views
+        }
+        features = hstack([v.fit_transform(VIEWS[view].prepare(texts)) for view, v in vectorizers.items()]).tocsr()
+        classifier = LogisticRegression(C=config.c, max_iter=config.max_iter, random_state=seed)
+        classifier.fit(features, labels)
+        return cls(vectorizers, classifier, num_labels)
+
+    def features(self, texts: list[str]):
+        return hstack([v.transform(VIEWS[view].prepare(texts)) for view, v in self.vectorizers.items()]).tocsr()
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        """Probabilities [rows, labels]; labels never seen in training get 0."""
+        probs = np.zeros((len(texts), self.num_labels))
+        if texts:
+            probs[:, self.classifier.classes_] = self.classifier.predict_proba(self.features(texts))
+        return probs
+
+    def save(self, out_dir: Path) -> None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        views = {
+            view: {"ngrams": list(v.ngram_range), "vocabulary": {k: int(i) for k, i in v.vocabulary_.items()}}
+            for view, v in self.vectorizers.items()
+        }
+        (out_dir / "tfidf.json").write_text(
+            json.dumps({"views": views, "num_labels": self.num_labels}, ensure_ascii=False), encoding="utf-8"
+        )
+        arrays = {f"idf_{view}": v.idf_ for view, v in self.vectorizers.items()}
+        arrays.update(
+            coef=self.classifier.coef_, intercept=self.classifier.intercept_, classes=self.classifier.classes_
+        )
+        for name, array in arrays.items():
+            np.save(out_dir / f"{name}.npy", array, allow_pickle=False)
+
+    @classmethod
+    def load(cls, model_dir: Path) -> TfidfModel:
+        try:
+            meta = json.loads((model_dir / "tfidf.json").read_text(encoding="utf-8"))
+            names = [f"idf_{view}" for view in meta["views"]] + ["coef", "intercept", "classes"]
+            arrays = {name: np.load(model_dir / f"{name}.npy", allow_pickle=False) for name in names}
+        except (OSError, ValueError, KeyError) as exc:
+            raise PipelineError(
+                f"{model_dir}: the TF-IDF model is missing or broken ({exc}); retrain the run"
+            ) from None
+        vectorizers = {}
+        for view, saved in meta["views"].items():
+            vectorizers[view] = vectorizer(view, tuple(saved["ngrams"]), vocabulary=saved["vocabulary"])
+            vectorizers[view].idf_ = arrays[f"idf_{view}"]
+        classifier = LogisticRegression()
+        classifier.coef_, classifier.intercept_, classifier.classes_ = (
+            arrays["coef"],
+            arrays["intercept"],
+            arrays["classes"],
+        )
+        return cls(vectorizers, classifier, meta["num_labels"])

@@ -1,0 +1,160 @@
+"""The quality levers: TF-IDF + logistic regression as a run type, morpheme spacing, entity-word dropout."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from re_pipeline.config import load_config
+from re_pipeline.data.morphemes import space_examples, space_sentences
+from re_pipeline.data.sample import write_sample
+from re_pipeline.data.schema import Entity, Example
+from re_pipeline.ensemble import run_ensemble
+from re_pipeline.errors import PipelineError
+from re_pipeline.labels import LabelSet
+from re_pipeline.models.backbone import BackboneConfig, build_encoder
+from re_pipeline.models.pair_prior import PairPrior, PriorConfig
+from re_pipeline.models.relation import ModelConfig, RelationModel
+from re_pipeline.models.tfidf import TfidfConfig, TfidfModel
+from re_pipeline.pipeline import run_pipeline
+from re_pipeline.predict import Predictor
+from re_pipeline.submission import read_submission, validate_submission
+
+
+def tfidf_run(tmp_path, name, *overrides):
+    train_csv, test_csv = write_sample(tmp_path / "sample", n_train=150, n_test=30)
+    config = load_config(
+        None,
+        [
+            "model.kind=tfidf",
+            "model.tfidf.min_df=1",
+            f"data.train={train_csv}",
+            f"data.test={test_csv}",
+            f"name={name}",
+            *overrides,
+        ],
+    )
+    return run_pipeline(config, tmp_path / "runs" / name, tmp_path / "subs", log=lambda m: None, cache=tmp_path / "c")
+
+
+def test_a_tfidf_run_writes_what_a_neural_run_does_and_predicts_like_it(tmp_path):
+    run = tfidf_run(tmp_path, "tfidf")
+    result = json.loads((run / "result.json").read_text())
+    assert (
+        result["metrics"]["micro_f1"] > 0
+        and (run / "oof_probs.npy").exists()
+        and (run / "fold0" / "tfidf" / "coef.npy").exists()
+    )
+    assert validate_submission(result["submission"], [str(i) for i in range(30)], LabelSet.klue()) == []
+    predictor = Predictor.from_run(run)
+    test = predictor_examples(tmp_path)
+    np.testing.assert_allclose(predictor.predict_test(test), np.load(run / "test_probs.npy"), atol=1e-12)
+    label, p = predictor("이순신은 조선 중기의 무신이다.", subject=(0, 2, "PER"), object=(11, 12, "POH"))
+    assert label in LabelSet.klue().names and 0 < p <= 1
+
+
+def predictor_examples(tmp_path):
+    from re_pipeline.data.load import load_data
+
+    return load_data(tmp_path / "sample" / "test_data.csv", labels=LabelSet.klue(), test=True).examples
+
+
+def test_tfidf_runs_ensemble_with_other_runs(tmp_path):
+    a, b = tfidf_run(tmp_path, "a"), tfidf_run(tmp_path, "b", "model.tfidf.c=0.5")
+    combined = run_ensemble(
+        [a, b], "mean", runs_dir=tmp_path / "runs", submissions_dir=tmp_path / "subs", log=lambda m: None
+    )
+    ids, _, probs = read_submission(json.loads((combined / "result.json").read_text())["submission"])
+    _, _, pa = read_submission(json.loads((a / "result.json").read_text())["submission"])
+    _, _, pb = read_submission(json.loads((b / "result.json").read_text())["submission"])
+    np.testing.assert_allclose(probs, (pa + pb) / 2, atol=1e-9)
+
+
+def test_morpheme_spacing_splits_words_but_never_entities():
+    pytest.importorskip("kiwipiepy", reason="kiwipiepy (a dependency) is not installed on this machine")
+    sentence = "조지 해리슨이 쓰고 비틀즈가 불렀다."
+    ex = Example("0", sentence, Entity("비틀즈", 11, 13, "ORG"), Entity("조지 해리슨", 0, 5, "PER"), "no_relation")
+    (spaced,) = space_examples([ex])
+    assert spaced.spans_ok() and spaced.subject.word == "비틀즈" and spaced.object.word == "조지 해리슨"
+    assert "해리슨 이 쓰 고 비틀즈 가" in spaced.sentence
+    assert space_sentences([sentence]) == [spaced.sentence]  # no boundary fell inside these entity words
+    multi = Example(
+        "1", "서울대학교에서", Entity("서울대학교", 0, 4, "ORG"), Entity("에서", 5, 6, "POH"), "no_relation"
+    )
+    assert space_examples([multi])[0].subject.word == "서울대학교"
+
+
+def test_entity_dropout_masks_only_entity_words_and_only_in_training():
+    tiny = BackboneConfig(
+        vocab_size=50, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, max_position=40
+    )
+    model = RelationModel(
+        build_encoder(tiny, 50),
+        ModelConfig(backbone=tiny, type_pair_heads=False, entity_dropout=1.0),
+        3,
+        mask_token_id=4,
+    )
+    ids = torch.arange(10, 20).repeat(2, 1)
+    roles = torch.tensor([[0, 1, 1, 0, 2, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 2, 2, 1, 0]])
+    dropped = model.drop_entities(ids, roles)
+    assert torch.equal(dropped == 4, roles > 0) and torch.equal(dropped[roles == 0], ids[roles == 0])
+    seen = []  # what reaches the encoder
+    model.encoder.register_forward_pre_hook(
+        lambda m, args, kw: seen.append(kw["inputs_embeds"].clone()), with_kwargs=True
+    )
+    batch = {
+        "input_ids": ids,
+        "attention_mask": torch.ones_like(ids),
+        "entity_mask": roles,
+        "subj_start": torch.tensor([1, 8]),
+        "obj_start": torch.tensor([4, 6]),
+    }
+    model.eval()(**batch)
+    model.train()(**batch)
+    embeds = model.encoder.get_input_embeddings()
+    assert torch.equal(seen[0], model.entity_embedding(embeds(ids), roles))  # evaluation: the words
+    assert torch.equal(seen[1], model.entity_embedding(embeds(dropped), roles))  # training: masked entity words
+
+
+def test_the_type_pair_prior_counts_smooths_and_falls_back_to_the_overall_prior(tmp_path):
+    keys, labels = ["PER|LOC"] * 3 + ["ORG|DAT"], [1, 1, 0, 2]
+    prior = PairPrior.fit(keys, labels, 3, PriorConfig(smoothing=1.0), seed=0)
+    overall = np.array([1, 2, 1]) / 4
+    np.testing.assert_allclose(prior.predict_proba(["PER|LOC"])[0], (np.array([1, 2, 0]) + overall) / 4)
+    np.testing.assert_allclose(prior.predict_proba(["LOC|LOC"])[0], overall)  # a pair never trained on
+    prior.save(tmp_path / "prior")
+    again = PairPrior.load(tmp_path / "prior")
+    np.testing.assert_array_equal(again.predict_proba(keys), prior.predict_proba(keys))
+
+
+def test_a_prior_run_predicts_from_the_type_pairs_alone(tmp_path):
+    run = tfidf_run(tmp_path, "prior", "model.kind=prior")
+    probs = np.load(run / "test_probs.npy")
+    test = predictor_examples(tmp_path)
+    pairs = [f"{ex.subject.type}|{ex.object.type}" for ex in test]
+    first = {}
+    for pair, row in zip(pairs, probs):
+        np.testing.assert_allclose(first.setdefault(pair, row), row)  # one distribution per type pair
+    np.testing.assert_allclose(Predictor.from_run(run).predict_test(test), probs, atol=1e-12)
+
+
+def test_tfidf_views_are_separate_vocabularies_and_reload_exactly(tmp_path):
+    pytest.importorskip("kiwipiepy", reason="kiwipiepy (a dependency) is not installed on this machine")
+    rows = ["PER|LOC @ 이순신 @은 # 한산도 #에서 싸웠다.", "ORG|DAT @ 삼성전자 @는 # 1969년 #에 세워졌다."] * 3
+    labels = [1, 2] * 3
+    config = TfidfConfig(views=["char", "word", "morpheme"], min_df=1)
+    model = TfidfModel.fit(rows, labels, 4, config, seed=0)
+    assert set(model.vectorizers) == {"char", "word", "morpheme"}
+    assert "이순신/NNP" in model.vectorizers["morpheme"].vocabulary_ and "@은" in model.vectorizers["word"].vocabulary_
+    model.save(tmp_path / "tfidf")
+    again = TfidfModel.load(tmp_path / "tfidf")
+    np.testing.assert_array_equal(again.predict_proba(rows), model.predict_proba(rows))
+    assert model.predict_proba(rows)[:, [0, 3]].sum() == 0  # labels never trained on get 0
+
+
+def test_a_tfidf_view_outside_the_table_is_refused():
+    with pytest.raises(PipelineError, match="some of char, word, morpheme"):
+        TfidfConfig(views=["bert"])
