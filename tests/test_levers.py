@@ -18,7 +18,7 @@ from re_pipeline.labels import LabelSet
 from re_pipeline.models.backbone import BackboneConfig, build_encoder
 from re_pipeline.models.pair_prior import PairPrior, PriorConfig
 from re_pipeline.models.relation import ModelConfig, RelationModel
-from re_pipeline.models.tfidf import TfidfConfig, TfidfModel
+from re_pipeline.models.tfidf import VIEWS, TfidfConfig, TfidfModel, vectorizer
 from re_pipeline.pipeline import run_pipeline
 from re_pipeline.predict import Predictor
 from re_pipeline.submission import read_submission, validate_submission
@@ -158,3 +158,10 @@ def test_tfidf_views_are_separate_vocabularies_and_reload_exactly(tmp_path):
 def test_a_tfidf_view_outside_the_table_is_refused():
     with pytest.raises(PipelineError, match="some of char, word, morpheme"):
         TfidfConfig(views=["bert"])
+
+
+@pytest.mark.filterwarnings("error::UserWarning")
+@pytest.mark.parametrize("view", ["char", "word"])
+def test_a_tfidf_view_fits_without_a_warning_on_the_console(view):
+    assert VIEWS[view].analyzer.startswith(view)  # char: char_wb
+    assert vectorizer(view, (1, 2)).fit(["a b c", "b c d"]).vocabulary_
