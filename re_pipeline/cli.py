@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from .browser import screenshot as take_screenshot
 from .config import Config, load_config, render
 from .data.augment import augment, summary_table
 from .data.io import ReadOptions, read_examples, row_ids, write_examples_csv
@@ -20,11 +21,14 @@ from .data.sample import write_sample
 from .ensemble import run_ensemble
 from .errors import PipelineError
 from .hpsearch import run_hpsearch
+from .html_report import write_comparison, write_index, write_report
 from .io_utils import atomic_write, read_json
 from .jobs import run_jobs
 from .labels import resolve_label_set
+from .leaderboard import add_score, run_of_submission
 from .pipeline import distributed, run_pipeline, run_tapt_stage
 from .predict import predict_file
+from .progress import console_stages
 from .reports import write_reports
 from .reproduce import default_tolerance
 from .reproduce import reproduce as rerun
@@ -40,6 +44,9 @@ ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config file")
 SetOpt = typer.Option(None, "--set", "-s", help="override a config key: section.key=value (repeatable)")
 RunConfigOpt = typer.Option(Path("configs/default.yaml"), "--config", "-c", help="YAML config file")
 DataOpt = typer.Option(None, "--data", "-d", help="folder with train.csv and test_data.csv, or a train file")
+VerboseOpt = typer.Option(
+    False, "--verbose", "-v", help="the Trainer's own progress bars and log lines instead of one bar per stage"
+)
 
 
 def user_errors(fn):
@@ -196,6 +203,7 @@ def train(
     fold: list[int] | None = typer.Option(
         None, "--fold", help="train only this fold, from 0 (repeatable); --resume later assembles the run"
     ),
+    verbose: bool = VerboseOpt,
 ):
     """Train a model (load, clean, TAPT, folds), score it, and write a validated submission.
 
@@ -213,7 +221,8 @@ def train(
         resolve_data(cfg, data)
         if run_dir is not None and (run_dir / "config.yaml").exists() and distributed().is_main_process:
             raise PipelineError(f"--run-dir {run_dir} already holds a run: continue it with --resume {run_dir}")
-    run_dir = run_pipeline(cfg, run_dir=resume or run_dir, log=_log, only_folds=fold or None)
+    with console_stages(console, verbose) as bars:
+        run_dir = run_pipeline(cfg, run_dir=resume or run_dir, log=_log, only_folds=fold or None, bars=bars)
     if not distributed().is_main_process:
         return
     if fold:
@@ -222,13 +231,20 @@ def train(
             highlight=False,
         )
         return
+    print_table("run", cells(run_rows(run_dir)))
+
+
+def run_rows(run_dir: Path) -> list[dict]:
+    """The end-of-run summary: validation metrics (and reweighted ones), run folder, submission, report."""
     result = read_json(run_dir / "result.json")
-    metrics = result.get("metrics")
-    if metrics:
-        console.print("validation: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
-    console.print(f"run folder: {run_dir}")
-    if result.get("submission"):
-        console.print(f"submission: {result['submission']}")
+    rows = [
+        {"": f"{title} {metric}", "value": value}
+        for title, key in (("validation", "metrics"), ("reweighted", "metrics_reweighted"))
+        for metric, value in (result.get(key) or {}).items()
+    ]
+    rows += [{"": "run folder", "value": str(run_dir)}, {"": "submission", "value": result.get("submission")}]
+    report = run_dir / "report.html"
+    return rows + [{"": "report", "value": str(report) if report.exists() else None}]
 
 
 @app.command()
@@ -296,12 +312,14 @@ def tapt(
     config: Path | None = RunConfigOpt,
     data: Path | None = DataOpt,
     set_: list[str] | None = SetOpt,
+    verbose: bool = VerboseOpt,
 ):
     """Task-adaptive pretraining alone: masked LM on the train + test sentences, saved as a run's `model/`."""
 
     cfg = _config(config, set_)
     resolve_data(cfg, data)
-    run_dir = run_tapt_stage(cfg, log=_log)
+    with console_stages(console, verbose) as bars:
+        run_dir = run_tapt_stage(cfg, log=_log, bars=bars)
     result = read_json(run_dir / "result.json")
     console.print(
         f"TAPT: {result['tapt']['steps']:,} steps, final masked-LM loss {result['tapt']['final_loss']}; run folder: {run_dir}"
@@ -418,6 +436,7 @@ def reproduce(
     ),
     runs_dir: Path = RunsDirOpt,
     submissions_dir: Path = SubmissionsDirOpt,
+    verbose: bool = VerboseOpt,
 ):
     """Retrain a run from its folder alone (config.yaml, saved tokenizer) and compare the metrics; exit 1 if they differ.
 
@@ -431,7 +450,8 @@ def reproduce(
     old = finished(run_dir)
     for change in environment_changes(old.get("environment") or {}):
         console.print(f"[yellow]environment differs from the run's:[/] {change}", highlight=False)
-    new_dir = rerun(run_dir, runs_dir, submissions_dir, log=_log)
+    with console_stages(console, verbose) as bars:
+        new_dir = rerun(run_dir, runs_dir, submissions_dir, log=_log, bars=bars)
     rows = metric_rows(old.get("metrics"), read_json(new_dir / "result.json").get("metrics"))
     print_table(
         f"{run_dir.name} (old) vs {new_dir.name} (new)",
@@ -449,11 +469,73 @@ def reproduce(
 
 @app.command()
 @user_errors
-def report(run: str = RunArg, runs_dir: Path = RunsDirOpt):
-    """(Re)write a run's figures from its out-of-fold probabilities: confusion matrix, per-class F1, PR curves."""
+def report(
+    run: str | None = typer.Argument(None, help="a run folder or a run id under --runs-dir (none: only the index)"),
+    compare: tuple[str, str] | None = typer.Option(
+        None, "--compare", help="two runs A B: one page of their config differences and per-class deltas"
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="with --compare: the page to write (default <runs-dir>/compare-A-vs-B.html)"
+    ),
+    screenshot: Path | None = typer.Option(
+        None, "--screenshot", help="also a PNG of the page's top, taken by headless Chromium"
+    ),
+    size: str = typer.Option("1400x2400", "--size", help="with --screenshot: WIDTHxHEIGHT in pixels"),
+    runs_dir: Path = RunsDirOpt,
+):
+    """Write a run's HTML report (runs/<id>/report.html) after (re)drawing its figures, and runs/index.html.
 
-    for path in write_reports(resolve_run(run, runs_dir)):
-        console.print(f"wrote {path}", highlight=False)
+    With --compare A B: one page comparing two runs instead. The pages are single files: open them in a browser.
+    """
+
+    if compare and all(compare):
+        a, b = (resolve_run(r, runs_dir) for r in compare)
+        page = write_comparison(a, b, out or runs_dir / f"compare-{a.name}-vs-{b.name}.html")
+    elif run is not None:
+        run_dir = resolve_run(run, runs_dir)
+        if (run_dir / "oof_probs.npy").exists():
+            for path in write_reports(run_dir):
+                console.print(f"wrote {path}", highlight=False)
+        page = write_report(run_dir)
+        console.print(f"wrote {run_dir.parent / 'index.html'}", highlight=False)
+    else:
+        page = write_index(runs_dir)
+    console.print(f"wrote {page}", highlight=False)
+    if screenshot is not None:
+        try:
+            width, height = (int(n) for n in size.lower().split("x"))
+        except ValueError:
+            raise PipelineError(f"--size must look like 1400x2400, got {size!r}") from None
+        console.print(f"wrote {take_screenshot(page, screenshot, width, height)}", highlight=False)
+
+
+lb_app = typer.Typer(
+    no_args_is_help=True, help="The leaderboard log: public scores recorded against the run that wrote the submission."
+)
+app.add_typer(lb_app, name="lb")
+
+
+@lb_app.command("add")
+@user_errors
+def lb_add(
+    submission: Path = typer.Argument(..., help="the submission CSV that was scored"),
+    public: float = typer.Option(..., "--public", help="public leaderboard micro-F1 (points)"),
+    auprc: float | None = typer.Option(None, "--auprc", help="public leaderboard AUPRC (points)"),
+    note: str | None = typer.Option(None, "--note", help="free text kept with the score"),
+    run: str | None = typer.Option(None, "--run", help="the run that wrote it (default: found from the submission)"),
+    runs_dir: Path = RunsDirOpt,
+):
+    """Record a public leaderboard score in the run folder (leaderboard.jsonl) of the run that wrote SUBMISSION.
+
+    The run is the one whose result.json names the submission (training runs and ensembles), or the run whose
+    id starts the name of a `re-pipeline predict` submission. `runs` and the reports show it beside validation.
+    """
+
+    run_dir = resolve_run(run, runs_dir) if run else run_of_submission(submission, runs_dir)
+    add_score(submission, public, auprc, note, run_dir)
+    console.print(f"recorded public micro-F1 {public:.2f} for {run_dir}", highlight=False)
+    page = write_report(run_dir) if (run_dir / "report.html").exists() else write_index(run_dir.parent)
+    console.print(f"updated {page}", highlight=False)
 
 
 @app.command("ensemble")
@@ -486,7 +568,9 @@ def ensemble_cmd(
         print_table(f"ensemble, {scored}", cells(summary["metrics"]))
     if in_sample:
         print_table("ensemble, in sample: weights fit and scored on the same rows (optimistic)", cells([in_sample]))
-    console.print(f"run folder: {run_dir}\nsubmission: {result['submission']}", highlight=False)
+    console.print(
+        f"run folder: {run_dir}\nsubmission: {result['submission']}\nreport: {write_report(run_dir)}", highlight=False
+    )
 
 
 def main() -> None:

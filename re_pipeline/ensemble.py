@@ -11,6 +11,7 @@ score of the final weights on the rows they were fit on is kept as `in_sample_me
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -258,6 +259,9 @@ def run_ensemble(
             )
         np.save(run_dir / "oof_probs.npy", combined, allow_pickle=False)
         write_json(run_dir / "oof_ids.json", {"ids": members[0].oof[0], "labels": gold_names})
+        sentences = Path(members[0].name) / "oof_examples.jsonl"  # the same rows: the report's misclassified list
+        if sentences.exists():
+            shutil.copyfile(sentences, run_dir / "oof_examples.jsonl")
         info["member_metrics"] = {m.name: compute_metrics(gold, member[rows]) for m, member in zip(members, oof)}
     result.update(
         submission=str(submission), ensemble=info, environment=environment(), seconds=round(time.time() - started, 1)

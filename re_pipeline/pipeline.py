@@ -41,6 +41,7 @@ from .data.schema import Example
 from .data.split import Fold, split_rows
 from .errors import PipelineError
 from .hf_trainer import resume_training
+from .html_report import write_report
 from .io_utils import atomic_dir, atomic_write, read_json, write_json
 from .labels import LabelSet
 from .metrics import compute_metrics, per_class_report
@@ -50,6 +51,7 @@ from .models.peft import new_token_ids, trainable_parameters
 from .models.relation import RelationModel, build_model
 from .models.store import save_relation_model
 from .prior import PRIOR_SHIFTS
+from .progress import StageBars, stage
 from .reports import write_reports
 from .runs import data_files, environment, new_run_id, write_metrics_log
 from .shift import shift_tables, weights_like_test
@@ -91,9 +93,15 @@ def task_sentences(config: Config, train: LoadedData, test: LoadedData | None) -
 
 
 def prepare_backbone(
-    config: Config, sentences: list[str], log, cache: Path = CACHE, saved: Path | None = None
+    config: Config,
+    sentences: list[str],
+    log,
+    cache: Path = CACHE,
+    saved: Path | None = None,
+    bars: StageBars | None = None,
 ) -> tuple[Any, str | None]:
-    """The tokenizer (the run's `saved` one when resuming) and where the encoder comes from (None: a fresh default)."""
+    """The tokenizer (the run's `saved` one when resuming) and where the encoder comes from (None: a fresh default).
+    `bars`: progress bars for the tokenizer and TAPT stages (None: the libraries' own output)."""
     backbone = config.model.backbone
     with distributed().main_process_first():  # rank 0 trains and caches a tokenizer; the other ranks then read it
         if saved is not None and (saved / "tokenizer.json").exists():
@@ -104,8 +112,8 @@ def prepare_backbone(
             tok_dir = cache / "tokenizers" / _digest(sorted(sentences), backbone.vocab_size)
             log(f"tokenizer: {'cached' if (tok_dir / 'tokenizer.json').exists() else 'training'} ({tok_dir})")
             if not (tok_dir / "tokenizer.json").exists():
-                with atomic_dir(tok_dir) as tmp:
-                    default_tokenizer(sentences, backbone, tmp)
+                with atomic_dir(tok_dir) as tmp, stage(bars, "tokenizer"):
+                    default_tokenizer(sentences, backbone, tmp, show_progress=bars is None)
             tokenizer, source = load_tokenizer(str(tok_dir)), None
     if config.tapt.enabled:
         vocab = sorted(tokenizer.backend_tokenizer.get_vocab(with_added_tokens=False).items())
@@ -115,7 +123,7 @@ def prepare_backbone(
         else:
             log(f"TAPT: {config.tapt.total_steps(len(sentences))} masked-LM steps on {len(sentences):,} sentences")
             with atomic_dir(tapt_dir) as tmp:  # every rank trains (data parallel); the first to finish publishes
-                run_tapt(sentences, tokenizer, backbone, config.tapt, tmp)
+                run_tapt(sentences, tokenizer, backbone, config.tapt, tmp, (bars,) if bars else ())
         source = str(tapt_dir)
     return tokenizer, source
 
@@ -129,6 +137,11 @@ class RunInputs:
     label_set: LabelSet
     source: str | None  # where the encoder comes from (a hub name or folder, e.g. TAPT's); None: a fresh default
     callbacks: tuple = ()  # extra `TrainerCallback`s for every fold
+
+    @property
+    def bars(self) -> StageBars | None:
+        """The console's progress bars among the callbacks (None: the libraries' own output)."""
+        return next((cb for cb in self.callbacks if isinstance(cb, StageBars)), None)
 
     def features(self, examples: list[Example]):
         """Tokenized model inputs of `examples` (a `datasets.Dataset`) and their stats."""
@@ -259,15 +272,17 @@ def train_classical(k, fold_dir, fold_train, fold_val, test_examples, test_ds, i
     kind = CLASSICAL[config.model.kind]
     log(f"fold {k + 1}: {config.model.kind} on {len(fold_train):,} rows")
     started = time.time()
-    model = kind.model.fit(
-        kind.inputs(fold_train, config.markers),
-        label_set.ids(ex.label for ex in fold_train),
-        len(label_set),
-        kind.settings(config.model),
-        config.seed,
-    )
-    val_probs = model.predict_proba(kind.inputs(fold_val, config.markers)) if fold_val else None
-    test_probs = model.predict_proba(kind.inputs(test_examples, config.markers)) if test_examples else None
+    with stage(inputs.bars, f"fold {k + 1}: {config.model.kind}"):  # no steps to count: a bar per stage
+        model = kind.model.fit(
+            kind.inputs(fold_train, config.markers),
+            label_set.ids(ex.label for ex in fold_train),
+            len(label_set),
+            kind.settings(config.model),
+            config.seed,
+        )
+    with stage(inputs.bars, f"fold {k + 1}: predicting"):
+        val_probs = model.predict_proba(kind.inputs(fold_val, config.markers)) if fold_val else None
+        test_probs = model.predict_proba(kind.inputs(test_examples, config.markers)) if test_examples else None
     if distributed().is_main_process:
         model.save(fold_dir / kind.folder)
     return (
@@ -289,7 +304,15 @@ def fit(model: RelationModel, train_ds, val_ds, test_ds, inputs: RunInputs, fold
         pad_to = max(max(token_lengths(ds)) for ds in (train_ds, val_ds, test_ds) if ds is not None)
     collator = RelationCollator(inputs.tokenizer.pad_token_id, pad_to)
     trainer = make_trainer(
-        model, train_ds, val_ds, collator, config.train, fold_dir / "checkpoints", config.seed, inputs.callbacks
+        model,
+        train_ds,
+        val_ds,
+        collator,
+        config.train,
+        fold_dir / "checkpoints",
+        config.seed,
+        inputs.callbacks,
+        name=f"fold {k + 1}",
     )
     checkpoint = last_checkpoint(fold_dir / "checkpoints")
     log(f"fold {k + 1}: resuming from {checkpoint}" if checkpoint else f"fold {k + 1}: training")
@@ -306,12 +329,14 @@ def run_pipeline(
     cache: Path = CACHE,
     callbacks: tuple = (),
     only_folds: list[int] | None = None,
+    bars: StageBars | None = None,
 ) -> Path:
     """Run a whole experiment into `run_dir` (new under runs/ when None; an existing one is resumed).
 
     Under torchrun every rank trains (data parallel); only rank 0 writes the run folder and the submission.
     `callbacks`: extra `TrainerCallback`s for every fold. `only_folds`: train only these folds (by index)
     and stop before the results; a later call without it reuses them (`re-pipeline jobs --folds`).
+    `bars`: one progress bar per stage instead of the libraries' own output.
     """
     started = time.time()
     state = distributed()
@@ -334,7 +359,7 @@ def run_pipeline(
                 loaded.ledger.write(run_dir / f"{name}.audit.csv", run_dir / f"{name}.quarantine.csv")
     if main:
         write_json(run_dir / "labels.json", train.label_set.to_dict())
-    inputs = prepare_run(config, train, test, run_dir, log, cache, callbacks)
+    inputs = prepare_run(config, train, test, run_dir, log, cache, callbacks, bars)
     examples, test_examples = train.examples, test.examples if test else []
     test_ds = None
     if test_examples and inputs.tokenizer is not None:  # tfidf runs read the examples themselves
@@ -393,15 +418,24 @@ def run_pipeline(
 
 
 def prepare_run(
-    config: Config, train: LoadedData, test: LoadedData | None, run_dir: Path, log, cache: Path, callbacks: tuple
+    config: Config,
+    train: LoadedData,
+    test: LoadedData | None,
+    run_dir: Path,
+    log,
+    cache: Path,
+    callbacks: tuple,
+    bars: StageBars | None = None,
 ) -> RunInputs:
     """The tokenizer (with the format's marker tokens, saved in the run folder) and the encoder's source (TAPT);
-    neither for the classical kinds (tfidf, prior)."""
+    neither for the classical kinds (tfidf, prior); `bars` shows every stage, each fold's training and prediction
+    included."""
+    callbacks = (*callbacks, *([bars] if bars else []))
     if config.model.kind in CLASSICAL:
         return RunInputs(config, None, train.label_set, None, callbacks)
     state = distributed()
     tokenizer, source = prepare_backbone(
-        config, task_sentences(config, train, test), log, cache, saved=run_dir / "tokenizer"
+        config, task_sentences(config, train, test), log, cache, saved=run_dir / "tokenizer", bars=bars
     )
     state.wait_for_everyone()  # every rank has read the run's tokenizer before rank 0 writes it
     examples = train.examples + (test.examples if test else [])
@@ -429,7 +463,8 @@ def write_results(
     """Out-of-fold metrics (raw, and reweighted to the test's type pairs and sources), reports, the shift table
     (the first fold's training and validation rows against the test's), the submission (fold models' test
     probabilities averaged, or the `train.refit` model's alone; prior-corrected with `train.prior_shift`), and
-    `result.json`, written last: a run folder with result.json is finished."""
+    `result.json`, written last: a run folder with result.json is finished. Then the HTML report and the runs'
+    index."""
     label_set, examples = train.label_set, train.examples
     test_examples = test.examples if test else []
     labels = [ex.label for ex in examples]
@@ -451,6 +486,7 @@ def write_results(
         write_json(run_dir / "per_class.json", {"report": per_class_report(gold, oof[predicted], label_set)})
         np.save(run_dir / "oof_probs.npy", oof, allow_pickle=False)
         write_json(run_dir / "oof_ids.json", {"ids": [ex.id for ex in examples], "labels": labels})
+        write_oof_examples(run_dir / "oof_examples.jsonl", examples, predicted)
         result["reports"] = [path.name for path in write_reports(run_dir)]
     mean = None
     if test_probs:
@@ -480,9 +516,22 @@ def write_results(
         seconds=round(time.time() - started, 1),
     )
     write_json(run_dir / "result.json", result)
+    log(f"report: {write_report(run_dir)}")
 
 
-def run_tapt_stage(config: Config, run_dir: Path | None = None, log=print, cache: Path = CACHE) -> Path:
+def write_oof_examples(path: Path, examples: list[Example], validated: np.ndarray) -> None:
+    """The validated rows' sentences and entity spans (`row`: the position in `oof_probs.npy`), one JSON line
+    each, for the report's misclassified list."""
+    with atomic_write(path) as fh:
+        for row in np.flatnonzero(validated):
+            ex = examples[row]
+            record = {"row": int(row), "id": ex.id, "sentence": ex.sentence, "subject": ex.subject.to_dict()}
+            fh.write(json.dumps({**record, "object": ex.object.to_dict()}, ensure_ascii=False) + "\n")
+
+
+def run_tapt_stage(
+    config: Config, run_dir: Path | None = None, log=print, cache: Path = CACHE, bars: StageBars | None = None
+) -> Path:
     """`make tapt`: masked-LM pretraining alone, into `run_dir/model` (shared with the TAPT cache).
 
     A training config loads the result with `model.backbone.name: <run_dir>/model` and `tapt.enabled: false`.
@@ -494,7 +543,7 @@ def run_tapt_stage(config: Config, run_dir: Path | None = None, log=print, cache
     with atomic_write(run_dir / "config.yaml") as fh:
         fh.write(to_yaml(config))
     train, test = load_inputs(config)
-    _, source = prepare_backbone(config, task_sentences(config, train, test), log, cache)
+    _, source = prepare_backbone(config, task_sentences(config, train, test), log, cache, bars=bars)
     shutil.copytree(source, run_dir / "model", dirs_exist_ok=True)
     tapt_log = read_json(run_dir / "model" / "tapt_log.json")
     result = {

@@ -6,6 +6,7 @@ Only labels that occur (as gold or as prediction) in the validated rows are draw
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +20,30 @@ from .runs import read_json, read_oof
 TOP_K = 8  # precision-recall curves drawn: the most frequent classes
 
 
+@dataclass(frozen=True)
+class Validated:
+    """A run's validated out-of-fold rows: their `rows` (positions in `oof_probs.npy`), ids, gold label ids and
+    probabilities [rows, labels], with the run's label set."""
+
+    label_set: LabelSet
+    rows: np.ndarray
+    ids: list[str]
+    gold: np.ndarray
+    probs: np.ndarray
+
+    @classmethod
+    def read(cls, run_dir: Path) -> Validated:
+        label_set = LabelSet.from_dict(read_json(run_dir / "labels.json"))
+        ids, gold_names, probs = read_oof(run_dir)
+        rows = np.flatnonzero(~np.isnan(probs).any(axis=1))
+        gold = np.array(label_set.ids(np.array(gold_names, dtype=object)[rows]), dtype=int)
+        return cls(label_set, rows, [ids[i] for i in rows], gold, probs[rows])
+
+
 def write_reports(run_dir: Path) -> list[Path]:
     """Write confusion_matrix.png, per_class_f1.png and pr_curves.png into `run_dir`; return their paths."""
-    label_set = LabelSet.from_dict(read_json(run_dir / "labels.json"))
-    _, gold_names, probs = read_oof(run_dir)
-    rows = ~np.isnan(probs).any(axis=1)
-    gold, probs = np.array(label_set.ids(np.array(gold_names, dtype=object)[rows]), dtype=int), probs[rows]
+    oof = Validated.read(run_dir)
+    label_set, gold, probs = oof.label_set, oof.gold, oof.probs
     shown = np.union1d(gold, probs.argmax(axis=1))
     metrics = compute_metrics(gold, probs)
     figures = {

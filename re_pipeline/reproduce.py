@@ -30,8 +30,11 @@ def check_same_data(run_dir: Path, config, logged: dict) -> None:
             )
 
 
-def reproduce(run_dir: Path, runs_dir: Path, submissions_dir: Path, log=print, cache: Path | None = None) -> Path:
-    """Retrain a finished run from its folder alone (config.yaml and saved tokenizer) into a new run folder.
+def reproduce(
+    run_dir: Path, runs_dir: Path, submissions_dir: Path, log=print, cache: Path | None = None, bars=None
+) -> Path:
+    """Retrain a finished run from its folder alone (config.yaml and saved tokenizer) into a new run folder
+    (`bars`: a `StageBars` for the console).
 
     Refuses with a PipelineError when the current data's fingerprint differs from the logged one.
     On CPU the new metrics equal the old ones exactly; on GPU non-deterministic kernels (atomics in
@@ -47,4 +50,4 @@ def reproduce(run_dir: Path, runs_dir: Path, submissions_dir: Path, log=print, c
     new_dir = runs_dir / new_run_id(f"{config.name}-repro")
     if (run_dir / "tokenizer").is_dir():
         shutil.copytree(run_dir / "tokenizer", new_dir / "tokenizer")
-    return run_pipeline(config, new_dir, submissions_dir, log, cache or CACHE)
+    return run_pipeline(config, new_dir, submissions_dir, log, cache or CACHE, bars=bars)

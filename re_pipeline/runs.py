@@ -19,6 +19,7 @@ import yaml
 from .device import resolve_precision
 from .errors import PipelineError
 from .io_utils import atomic_write, file_sha256, read_json
+from .leaderboard import latest
 
 LIBRARIES = (
     "re_pipeline",
@@ -34,8 +35,8 @@ LIBRARIES = (
     "hgtk",
     "matplotlib",
 )
-COLUMNS = ("run", "config", "data", "micro_f1", "auprc", "minutes", "status")
-BEST_FIRST = ("micro_f1", "auprc")  # sorted highest first; every other column ascending
+COLUMNS = ("run", "config", "data", "micro_f1", "auprc", "lb_micro_f1", "lb_auprc", "minutes", "status")
+BEST_FIRST = ("micro_f1", "auprc", "lb_micro_f1", "lb_auprc")  # sorted highest first; every other column ascending
 METRICS = ("micro_f1", "auprc", "accuracy")
 
 
@@ -137,7 +138,8 @@ def read_oof(run_dir: Path) -> tuple[list[str], list[str], np.ndarray]:
 
 
 def summarize(run_dir: Path) -> dict | None:
-    """One table row for a run folder; None for a folder that is not a run."""
+    """One table row for a run folder (validation and latest leaderboard scores side by side); None for a folder
+    that is not a run."""
     has_result = (run_dir / "result.json").exists()
     if not has_result and not (run_dir / "config.yaml").exists():
         return None
@@ -149,12 +151,15 @@ def summarize(run_dir: Path) -> dict | None:
     metrics = result.get("metrics") or {}
     name = result.get("name") or settings(run_dir).get("name")
     minutes = result["seconds"] / 60 if "seconds" in result else None
+    board = latest(run_dir) or {}
     return {
         "run": run_dir.name,
         "config": name or "-",
         "data": result.get("train_fingerprint") or "-",
         "micro_f1": metrics.get("micro_f1"),
         "auprc": metrics.get("auprc"),
+        "lb_micro_f1": board.get("public_micro_f1"),
+        "lb_auprc": board.get("public_auprc"),
         "minutes": minutes,
         "status": status,
     }

@@ -28,6 +28,7 @@ from transformers import AutoModelForMaskedLM, Trainer, TrainingArguments, XLMRo
 from .device import PRECISIONS, precision_flags
 from .errors import PipelineError
 from .models.backbone import BackboneConfig, build_config, load_pretrained
+from .progress import replace_stock_output
 from .typed_config import check, choice, option
 
 
@@ -183,9 +184,15 @@ def build_mlm(backbone: BackboneConfig, vocab_size: int, pad_token_id: int) -> n
 
 
 def run_tapt(
-    sentences: list[str], tokenizer: Any, backbone: BackboneConfig, config: TaptConfig, out_dir: str | Path
+    sentences: list[str],
+    tokenizer: Any,
+    backbone: BackboneConfig,
+    config: TaptConfig,
+    out_dir: str | Path,
+    callbacks: tuple = (),
 ) -> Path:
     """Train a masked LM on `sentences` (`config.total_steps` steps); save model + tokenizer + `tapt_log.json`.
+    `callbacks`: `TrainerCallback`s for the trainer (a `StageBars` shows it as the stage "TAPT").
 
     The log holds the loss at each logging step, the wall time and the sentences/s throughput.
     """
@@ -195,6 +202,7 @@ def run_tapt(
     mlm = build_mlm(backbone, len(tokenizer), tokenizer.pad_token_id)
     args = TrainingArguments(
         output_dir=str(out_dir),
+        run_name="TAPT",
         max_steps=steps,
         per_device_train_batch_size=config.batch_size,
         learning_rate=config.learning_rate,
@@ -217,7 +225,9 @@ def run_tapt(
         train_dataset=encode(sentences, tokenizer, config.max_length, config.whole_word),
         data_collator=make_collator(tokenizer, config),
         processing_class=tokenizer,
+        callbacks=list(callbacks),
     )
+    replace_stock_output(trainer)
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start

@@ -24,6 +24,7 @@ from .errors import PipelineError
 from .hf_trainer import RelationTrainer
 from .metrics import compute_metrics, softmax
 from .prior import PRIOR_SHIFTS
+from .progress import replace_stock_output
 from .typed_config import check, choice, option
 
 VALIDATIONS = ("holdout", "kfold", "none")
@@ -129,9 +130,18 @@ def curriculum_order(lengths: list[int], epochs: int, seed: int) -> list[int]:
 
 
 def make_trainer(
-    model, train_ds, eval_ds, collator, config: TrainConfig, out_dir: Path, seed: int, callbacks: tuple = ()
+    model,
+    train_ds,
+    eval_ds,
+    collator,
+    config: TrainConfig,
+    out_dir: Path,
+    seed: int,
+    callbacks: tuple = (),
+    name: str | None = None,
 ) -> RelationTrainer:
-    """A `RelationTrainer` with early stopping and best-checkpoint selection on micro-F1; `callbacks` are added.
+    """A `RelationTrainer` with early stopping and best-checkpoint selection on micro-F1; `callbacks` are added
+    (a `StageBars` among them replaces the stock progress output); `name` names the run (e.g. "fold 1").
 
     With `config.curriculum: length`, every epoch is laid out in one pass over `train_ds` (the first
     shortest-first), read in order; evaluation still happens once per epoch.
@@ -146,6 +156,7 @@ def make_trainer(
     strategy = "steps" if eval_steps else "epoch"
     args = TrainingArguments(
         output_dir=str(out_dir),
+        run_name=name,
         num_train_epochs=epochs,
         max_steps=config.max_steps,
         per_device_train_batch_size=config.batch_size,
@@ -179,7 +190,7 @@ def make_trainer(
     )
     patience = config.early_stopping_patience
     stopping = [EarlyStoppingCallback(patience)] if has_eval and patience > 0 else []
-    return RelationTrainer(
+    trainer = RelationTrainer(
         model=model,
         args=args,
         train_dataset=train_ds,
@@ -188,6 +199,7 @@ def make_trainer(
         compute_metrics=metrics_from_eval if has_eval else None,
         callbacks=[*stopping, *callbacks],
     )
+    return replace_stock_output(trainer)
 
 
 def last_checkpoint(out_dir: Path) -> Path | None:

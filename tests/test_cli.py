@@ -78,7 +78,7 @@ def test_train_without_data_uses_the_generated_sample(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert "synthetic Korean sample" in result.output and (tmp_path / "data" / "sample" / "train.csv").exists()
     (submission,) = (tmp_path / "submissions").glob("*.csv")
-    (run_dir,) = (tmp_path / "runs").iterdir()
+    (run_dir,) = (p for p in (tmp_path / "runs").iterdir() if p.is_dir())  # beside them: index.html
     assert submission.stem == run_dir.name
 
 

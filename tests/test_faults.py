@@ -65,7 +65,7 @@ def test_a_crash_while_caching_the_tokenizer_publishes_nothing(tmp_path, monkeyp
     config = load_config(None, TINY)
     sentences = [f"문장 {i}번은 서울에서 쓰였다." for i in range(50)]
 
-    def save_half_then_crash(sentences, backbone, out_dir):
+    def save_half_then_crash(sentences, backbone, out_dir, **options):
         (out_dir / "tokenizer.json").write_text('{"half":', encoding="utf-8")
         raise KeyboardInterrupt
 

@@ -49,7 +49,7 @@ def test_two_invocations_add_trials_to_one_study_and_write_the_best_config(workd
     assert result.exit_code == 0, result.output
     study = optuna.load_study(study_name="s", storage=storage)
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 3
-    runs = sorted(p.name for p in (workdir / "runs").iterdir() if p.name != "hpsearch")
+    runs = sorted(p.name for p in (workdir / "runs").iterdir() if p.is_dir() and p.name != "hpsearch")
     assert [r.rsplit("-", 1)[1] for r in runs] == ["trial0", "trial1", "trial2"]
     assert all((workdir / "runs" / r / "result.json").exists() for r in runs)
     best = load_config(workdir / "runs" / "hpsearch" / "s-best.yaml")
@@ -68,7 +68,7 @@ def test_a_trial_the_pruner_stops_is_pruned_at_its_first_evaluation(workdir, mon
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{workdir / 'runs' / 'hpsearch' / 'tiny.db'}")
     (trial,) = study.trials
     assert trial.state == optuna.trial.TrialState.PRUNED and list(trial.intermediate_values) == [1]
-    (run,) = (p for p in (workdir / "runs").iterdir() if p.name != "hpsearch")
+    (run,) = (p for p in (workdir / "runs").iterdir() if p.is_dir() and p.name != "hpsearch")
     assert not (run / "result.json").exists() and not (workdir / "runs" / "hpsearch" / "tiny-best.yaml").exists()
 
 

@@ -19,7 +19,7 @@ from re_pipeline.labels import LabelSet
 from re_pipeline.models.backbone import BackboneConfig, build_encoder
 from re_pipeline.models.pair_prior import PairPrior, PriorConfig
 from re_pipeline.models.relation import ModelConfig, RelationModel
-from re_pipeline.models.tfidf import TfidfConfig, TfidfInputs, TfidfModel, texts
+from re_pipeline.models.tfidf import VIEWS, TfidfConfig, TfidfInputs, TfidfModel, texts, vectorizer
 from re_pipeline.pipeline import run_pipeline
 from re_pipeline.predict import Predictor
 from re_pipeline.submission import read_submission, validate_submission
@@ -201,7 +201,7 @@ def test_refit_predicts_the_test_with_one_model_trained_on_every_row(tmp_path):
     run = tfidf_run(tmp_path, "refit", "model.tfidf.views=[word]", "train.refit=auto")
     result = json.loads((run / "result.json").read_text())
     rows = result["folds"]["refit"]["features"]["examples"]
-    assert rows == result["folds"]["fold0"]["rows"]["train"] + result["folds"]["fold0"]["rows"]["validation"]
+    assert rows == sum(result["folds"]["fold0"]["rows"].values())  # train, validation and left out: every row
     refit = TfidfModel.load(run / "refit" / "tfidf")
     test = predictor_examples(tmp_path)
     inputs = texts(test, load_config(run / "config.yaml").markers)
@@ -210,3 +210,10 @@ def test_refit_predicts_the_test_with_one_model_trained_on_every_row(tmp_path):
     np.testing.assert_allclose(Predictor.from_run(run).predict_test(test), np.load(run / "test_probs.npy"), atol=1e-12)
     fold_model = TfidfModel.load(run / "fold0" / "tfidf")
     assert not np.allclose(fold_model.predict_proba(inputs), expected)  # the refit model predicts, not the fold's
+
+
+@pytest.mark.filterwarnings("error::UserWarning")
+@pytest.mark.parametrize("view", ["char", "word"])
+def test_a_tfidf_view_fits_without_a_warning_on_the_console(view):
+    assert VIEWS[view].analyzer.startswith(view)  # char: char_wb
+    assert vectorizer(view, (1, 2)).fit(["a b c", "b c d"]).vocabulary_

@@ -97,11 +97,11 @@ def build_encoder(cfg: BackboneConfig, vocab_size: int, pad_token_id: int = 1):
     return XLMRobertaModel(build_config(cfg, vocab_size, pad_token_id), add_pooling_layer=False)
 
 
-def default_tokenizer(sentences: Iterable[str], cfg: BackboneConfig, out_dir: str | Path):
+def default_tokenizer(sentences: Iterable[str], cfg: BackboneConfig, out_dir: str | Path, show_progress: bool = True):
     """Train (or reuse, if `out_dir` already holds one) the offline default tokenizer."""
     out_dir = Path(out_dir)
     if not (out_dir / "tokenizer.json").exists():
-        train_tokenizer(sentences, cfg.vocab_size, out_dir)
+        train_tokenizer(sentences, cfg.vocab_size, out_dir, show_progress)
     # Always the reloaded one: the in-memory trained object splits text around tokens added
     # later (markers) differently from its saved form, which every later step loads.
     return load_tokenizer(str(out_dir))

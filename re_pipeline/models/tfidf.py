@@ -119,13 +119,15 @@ def texts(examples: list[Example], markers: MarkerConfig) -> TfidfInputs:
 
 
 def vectorizer(view: str, ngrams: tuple[int, int], **kwargs) -> TfidfVectorizer:
-    """One view's vectorizer; tokens are whitespace-separated (no lowercasing, punctuation kept: markers matter)."""
+    """One view's vectorizer; tokens are whitespace-separated (no lowercasing, punctuation kept: markers matter).
+    Only a word analyzer reads a token pattern (given to the others, scikit-learn warns on the console)."""
+    analyzer = VIEWS[view].analyzer
     return TfidfVectorizer(
-        analyzer=VIEWS[view].analyzer,
+        analyzer=analyzer,
         ngram_range=ngrams,
         sublinear_tf=True,
         lowercase=False,
-        token_pattern=r"\S+",
+        token_pattern=r"\S+" if analyzer == "word" else None,
         dtype=np.float32,  # half the memory of float64 and faster solver products; lbfgs keeps float32
         **kwargs,
     )

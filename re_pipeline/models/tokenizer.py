@@ -21,8 +21,11 @@ ALPHABET = list("@#^*<>[]/:.,!?;-()" + string.ascii_letters + string.digits)
 SPECIAL = {"bos_token": "<s>", "pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>", "mask_token": "<mask>"}
 
 
-def train_tokenizer(sentences: Iterable[str], vocab_size: int = 16000, out_dir: str | Path | None = None):
-    """Train a Unigram tokenizer (XLM-R layout: <s>=0 <pad>=1 </s>=2 <unk>=3 <mask>=4)."""
+def train_tokenizer(
+    sentences: Iterable[str], vocab_size: int = 16000, out_dir: str | Path | None = None, show_progress: bool = True
+):
+    """Train a Unigram tokenizer (XLM-R layout: <s>=0 <pad>=1 </s>=2 <unk>=3 <mask>=4); `show_progress`: the
+    tokenizers library's own progress bar."""
     tok = Tokenizer(models.Unigram())
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
     tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
@@ -31,7 +34,7 @@ def train_tokenizer(sentences: Iterable[str], vocab_size: int = 16000, out_dir: 
         special_tokens=list(SPECIAL.values()),
         unk_token="<unk>",
         initial_alphabet=ALPHABET,
-        show_progress=True,
+        show_progress=show_progress,
     )
     tok.train_from_iterator(sentences, trainer)
     tok.post_processor = processors.TemplateProcessing(
