@@ -22,6 +22,7 @@ TINY = [
     "model.backbone.num_layers=1",
     "model.backbone.num_heads=2",
     "model.backbone.intermediate_size=64",
+    "model.kind=transformer",
     "tapt.steps=2",
     "train.max_steps=4",
     "train.eval_steps=2",
