@@ -286,7 +286,7 @@ def render_leaderboard(r: dict) -> str:
             f"| **{v['public_micro_f1']:.2f} / {v['public_auprc']:.2f}** | {v['seconds'] / 60:.1f} |"
         )
     if GPU_SWEEP.exists():
-        sweep = json.loads(GPU_SWEEP.read_text(encoding="utf-8"))
+        sweep = _sweep()
         lines += [
             "",
             f"The transformer recipe (configs/transformer.yaml) and its ablation, {sweep['device']} "
@@ -301,7 +301,38 @@ def render_leaderboard(r: dict) -> str:
                 f"| {_score(v['reweighted_micro_f1'])} / {_score(v['reweighted_auprc'])} "
                 f"| **{v['public_micro_f1']:.2f} / {v['public_auprc']:.2f}** | {v['seconds'] / 60:.1f} |"
             )
+    lines += ["", *agreement_lines(r)]
     return "\n".join(lines)
+
+
+def agreement_lines(r: dict) -> list[str]:
+    """Spearman's rank correlation of validation with the public board, per split, over every scored run."""
+    from scipy.stats import spearmanr
+
+    rows = list(r["cpu_runs"].values())
+    if GPU_SWEEP.exists():
+        rows += [{"split": v["change"].split()[0].split("=")[1], **v} for v in _sweep()["runs"].values()]
+    lines = ["| split | runs | rank correlation, micro-F1 | rank correlation, AUPRC |", "|---|---:|---:|---:|"]
+    for split in sorted({row["split"] for row in rows}):
+        picked = [row for row in rows if row["split"] == split and row["val_micro_f1"] is not None]
+        if len(picked) < 5:  # a rank correlation of fewer runs says little
+            lines.append(f"| {split} | {len(picked)} | too few | too few |")
+            continue
+        rho = [
+            spearmanr([row[f"val_{m}"] for row in picked], [row[f"public_{m}"] for row in picked])[0]
+            for m in ("micro_f1", "auprc")
+        ]
+        lines.append(f"| {split} | {len(picked)} | {rho[0]:.2f} | {rho[1]:.2f} |")
+    return [
+        "Validation against the board across these runs (Spearman, per validation split; bench/agreement/ has the",
+        "study across splits):",
+        "",
+        *lines,
+    ]
+
+
+def _sweep() -> dict:
+    return json.loads(GPU_SWEEP.read_text(encoding="utf-8"))
 
 
 def render_tapt_head(r: dict) -> str:

@@ -78,7 +78,9 @@ class TfidfConfig:
     token_ngrams: list[int] = option(
         help="word and morpheme views: shortest and longest n-gram", factory=lambda: [1, 2]
     )
-    min_df: int = option(2, "n-grams in fewer training rows are dropped")
+    min_df: int = option(
+        3, "n-grams in fewer training rows are dropped (3 against 2: half the features and the memory, same scores)"
+    )
     max_features: int = option(300_000, "the most frequent n-grams kept, per view")
     c: float = option(10.0, "inverse regularisation strength of the logistic regression")
     max_iter: int = option(2000, "solver iterations")
