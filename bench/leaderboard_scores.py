@@ -41,25 +41,48 @@ def public_score(path: Path) -> dict:
     return {"public_micro_f1": f1, "public_auprc": auprc}
 
 
+def score_row(name: str, result: dict, submission: Path) -> dict:
+    """A run's validation scores (raw and reweighted; `result` holds them as result.json and sweep results do),
+    the public-leaderboard scores of its submission, and its wall time."""
+    val, rew = result.get("metrics") or {}, result.get("metrics_reweighted") or {}
+    row = {
+        "val_micro_f1": val.get("micro_f1"),
+        "val_auprc": val.get("auprc"),
+        "reweighted_micro_f1": rew.get("micro_f1"),
+        "reweighted_auprc": rew.get("auprc"),
+        **public_score(submission),
+        "seconds": result.get("seconds"),
+    }
+    print(name, json.dumps(row), flush=True)
+    return row
+
+
 def score_runs(run_dirs: list[Path]) -> dict[str, dict]:
-    """Each finished run's validation scores (raw and reweighted), settings that tell runs apart, wall time and
-    public-leaderboard scores, by run folder name."""
+    """Each finished run's settings that tell runs apart and its `score_row`, by run folder name."""
     rows = {}
     for run in run_dirs:
         result = json.loads((run / "result.json").read_text(encoding="utf-8"))
         config = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
-        val, rew = result.get("metrics") or {}, result.get("metrics_reweighted") or {}
         rows[run.name] = {
             "kind": config["model"]["kind"],
             "split": config["train"]["split"],
-            "val_micro_f1": val.get("micro_f1"),
-            "val_auprc": val.get("auprc"),
-            "reweighted_micro_f1": rew.get("micro_f1"),
-            "reweighted_auprc": rew.get("auprc"),
-            **public_score(Path(result["submission"])),
-            "seconds": result.get("seconds"),
+            **score_row(run.name, result, Path(result["submission"])),
         }
-        print(run.name, json.dumps(rows[run.name]), flush=True)
+    return rows
+
+
+def score_sweep(results_path: Path, probs_path: Path, test: Path) -> dict[str, dict]:
+    """Each bench/sweep.py run with test probabilities: its submission under submissions/sweep/, scored."""
+    results = json.loads(results_path.read_text(encoding="utf-8"))
+    probs = np.load(probs_path)
+    ids = [row["id"] for row in csv.DictReader(open(test, encoding="utf-8"))]
+    labels, rows = LabelSet.klue(), {}
+    for name, info in results.items():
+        if name not in probs.files:
+            continue
+        p = probs[name].astype(np.float64)
+        path = write_submission(Path("submissions/sweep") / f"{name}.csv", ids, p / p.sum(1, keepdims=True), labels)
+        rows[name] = score_row(name, info, path)
     return rows
 
 
@@ -71,32 +94,9 @@ def main() -> None:
     parser.add_argument("--test", type=Path, default=SHARED / "data" / "klue-re" / "test_data.csv")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    if args.runs:
-        rows = score_runs(args.runs)
-        if args.out:
-            args.out.write_text(json.dumps(rows, indent=1), encoding="utf-8")
-        return
-    if not (args.results and args.probs):
+    if not args.runs and not (args.results and args.probs):
         parser.error("give results.json and probs.npz, or --runs")
-    results = json.loads(args.results.read_text(encoding="utf-8"))
-    probs = np.load(args.probs)
-    ids = [row["id"] for row in csv.DictReader(open(args.test, encoding="utf-8"))]
-    labels, rows = LabelSet.klue(), {}
-    for name, info in results.items():
-        if name not in probs.files:
-            continue
-        p = probs[name].astype(np.float64)
-        path = write_submission(Path("submissions/sweep") / f"{name}.csv", ids, p / p.sum(1, keepdims=True), labels)
-        val, rew = info.get("metrics") or {}, info.get("metrics_reweighted") or {}
-        rows[name] = {
-            "val_micro_f1": val.get("micro_f1"),
-            "val_auprc": val.get("auprc"),
-            "reweighted_micro_f1": rew.get("micro_f1"),
-            "reweighted_auprc": rew.get("auprc"),
-            **public_score(path),
-            "seconds": info.get("seconds"),
-        }
-        print(name, json.dumps(rows[name]), flush=True)
+    rows = score_runs(args.runs) if args.runs else score_sweep(args.results, args.probs, args.test)
     if args.out:
         args.out.write_text(json.dumps(rows, indent=1), encoding="utf-8")
 

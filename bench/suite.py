@@ -39,10 +39,10 @@ PEFT_STEPS = 300
 PEFT_BASE = ["markers.format=typed_entity_marker_punct", "tapt.epochs=2.0", "train.epochs=8"]
 
 
-def in_child(fn, *args):
-    """`fn(*args)` in a fresh spawned process: its own memory peak, threads and imports."""
+def in_child(fn, *args, **kwargs):
+    """`fn(*args, **kwargs)` in a fresh spawned process: its own memory peak, threads and imports."""
     with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
-        return pool.submit(fn, *args).result()
+        return pool.submit(fn, *args, **kwargs).result()
 
 
 def spread(values: list[float], digits: int = 1) -> dict:
@@ -89,11 +89,11 @@ def measure_tokenize(data: str, repeats: int) -> dict:
     return features_bench.main(Path(data) / "train.csv", repeats)
 
 
-def speed_runs(data: str, repeats: int, *args) -> dict:
-    """Medians of `train_speed_bench.main(train.csv, *args)` over `repeats` fresh processes."""
+def speed_runs(data: str, repeats: int, *args, **kwargs) -> dict:
+    """Medians of `train_speed_bench.main(train.csv, *args, **kwargs)` over `repeats` fresh processes."""
     import train_speed_bench
 
-    runs = [in_child(train_speed_bench.main, Path(data) / "train.csv", *args) for _ in range(repeats)]
+    runs = [in_child(train_speed_bench.main, Path(data) / "train.csv", *args, **kwargs) for _ in range(repeats)]
     settings = [key for key in runs[0] if isinstance(runs[0][key], dict)]
     return {
         **{k: v for k, v in runs[0].items() if k not in settings},
@@ -107,18 +107,15 @@ def speed_runs(data: str, repeats: int, *args) -> dict:
 def measure_cpu_levers(data: str, repeats: int) -> dict:
     """The transformer's CPU levers against today's path (fp32, eager), each in fresh processes: bf16 autocast
     (what `train.precision: auto` picks on CPUs with avx512_bf16 or AMX) and torch.compile."""
-    import train_speed_bench
+    from re_pipeline.device import cpu_bf16_units
 
-    steps, batch = train_speed_bench.STEPS, train_speed_bench.EVAL_BATCH
-    plain = ("default", "cpu", False, steps, False, False, False, batch, "dynamic")
-    levers = {
-        "fp32 (today's path)": plain,
-        "bf16 autocast": ("default", "cpu", True, *plain[3:]),
-        "fp32 + torch.compile": (*plain[:6], True, *plain[7:]),
-    }
+    levers = {"fp32 (today's path)": {}, "bf16 autocast": {"bf16": True}, "fp32 + torch.compile": {"compile": True}}
     return {
-        "cpu_flags": sorted({f for f in ("avx512_bf16", "amx_bf16") if f in Path("/proc/cpuinfo").read_text()}),
-        "levers": {name: speed_runs(data, repeats, *args) for name, args in levers.items()},
+        "cpu_flags": cpu_bf16_units(),
+        "levers": {
+            name: speed_runs(data, repeats, size="default", device="cpu", batching="dynamic", **lever)
+            for name, lever in levers.items()
+        },
     }
 
 
@@ -273,18 +270,26 @@ def _score(v) -> str:
     return "—" if v is None else f"{v:.2f}"
 
 
+def _score_cells(v: dict) -> str:
+    """A scored run's validation, reweighted validation, public scores and minutes, as table cells."""
+    return (
+        f"{_score(v['val_micro_f1'])} / {_score(v['val_auprc'])} "
+        f"| {_score(v['reweighted_micro_f1'])} / {_score(v['reweighted_auprc'])} "
+        f"| **{v['public_micro_f1']:.2f} / {v['public_auprc']:.2f}** | {v['seconds'] / 60:.1f}"
+    )
+
+
+def _by_public(runs: dict[str, dict]) -> list[tuple[str, dict]]:
+    return sorted(runs.items(), key=lambda kv: -kv[1]["public_micro_f1"])
+
+
 def render_leaderboard(r: dict) -> str:
     lines = [
         "| run | kind | split | validation micro-F1 / AUPRC | reweighted | **public micro-F1 / AUPRC** | minutes |",
         "|---|---|---|---:|---:|---:|---:|",
     ]
-    rows = sorted(r["cpu_runs"].items(), key=lambda kv: -kv[1]["public_micro_f1"])
-    for name, v in rows:
-        lines.append(
-            f"| {name} | {v['kind']} | {v['split']} | {_score(v['val_micro_f1'])} / {_score(v['val_auprc'])} "
-            f"| {_score(v['reweighted_micro_f1'])} / {_score(v['reweighted_auprc'])} "
-            f"| **{v['public_micro_f1']:.2f} / {v['public_auprc']:.2f}** | {v['seconds'] / 60:.1f} |"
-        )
+    for name, v in _by_public(r["cpu_runs"]):
+        lines.append(f"| {name} | {v['kind']} | {v['split']} | {_score_cells(v)} |")
     if GPU_SWEEP.exists():
         sweep = _sweep()
         lines += [
@@ -295,12 +300,8 @@ def render_leaderboard(r: dict) -> str:
             "| variant | change | validation micro-F1 / AUPRC | reweighted | **public micro-F1 / AUPRC** | minutes |",
             "|---|---|---:|---:|---:|---:|",
         ]
-        for name, v in sorted(sweep["runs"].items(), key=lambda kv: -kv[1]["public_micro_f1"]):
-            lines.append(
-                f"| {name} | `{v['change']}` | {_score(v['val_micro_f1'])} / {_score(v['val_auprc'])} "
-                f"| {_score(v['reweighted_micro_f1'])} / {_score(v['reweighted_auprc'])} "
-                f"| **{v['public_micro_f1']:.2f} / {v['public_auprc']:.2f}** | {v['seconds'] / 60:.1f} |"
-            )
+        for name, v in _by_public(sweep["runs"]):
+            lines.append(f"| {name} | `{v['change']}` | {_score_cells(v)} |")
     lines += ["", *agreement_lines(r)]
     return "\n".join(lines)
 
@@ -311,7 +312,7 @@ def agreement_lines(r: dict) -> list[str]:
 
     rows = list(r["cpu_runs"].values())
     if GPU_SWEEP.exists():
-        rows += [{"split": v["change"].split()[0].split("=")[1], **v} for v in _sweep()["runs"].values()]
+        rows += list(_sweep()["runs"].values())
     lines = ["| split | runs | rank correlation, micro-F1 | rank correlation, AUPRC |", "|---|---:|---:|---:|"]
     for split in sorted({row["split"] for row in rows}):
         picked = [row for row in rows if row["split"] == split and row["val_micro_f1"] is not None]

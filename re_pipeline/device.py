@@ -14,9 +14,15 @@ import torch
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
+def cpu_bf16_units() -> list[str]:
+    """This CPU's units that compute bfloat16 in hardware: `amx_tile`, `avx512_bf16`, both or none."""
+    units = {"amx_tile": torch.cpu._is_amx_tile_supported(), "avx512_bf16": torch.cpu._is_avx512_bf16_supported()}
+    return [name for name, present in units.items() if present]
+
+
 def cpu_has_bf16() -> bool:
     """Whether this CPU computes bfloat16 in hardware (AMX tiles or AVX-512 BF16)."""
-    return torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
+    return bool(cpu_bf16_units())
 
 
 def resolve_precision(precision: str) -> str:

@@ -8,6 +8,7 @@ import shutil
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_pipeline import TINY_MODEL
 
 from re_pipeline.config import load_config
 from re_pipeline.data.features import prepare_tokenizer
@@ -293,14 +294,8 @@ def test_lora_run_end_to_end_saves_a_small_fold_model_that_predicts_like_the_run
 
     train_csv, test_csv = write_sample(tmp_path / "sample", n_train=80, n_test=20)
     tiny = [
-        "model.backbone.vocab_size=400",
-        "model.backbone.hidden_size=32",
-        "model.backbone.num_layers=1",
-        "model.backbone.num_heads=2",
-        "model.backbone.intermediate_size=64",
-        "model.kind=transformer",
+        *TINY_MODEL,
         "train.split=random",
-        "tapt.enabled=false",
         "train.max_steps=4",
         "train.eval_steps=2",
         "train.batch_size=16",

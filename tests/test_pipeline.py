@@ -15,15 +15,18 @@ from re_pipeline.pipeline import run_pipeline
 from re_pipeline.predict import Predictor, predict_file
 from re_pipeline.submission import read_submission, validate_submission
 
-TINY = [
+TINY_MODEL = [  # a one-layer transformer, no TAPT
     "model.backbone.vocab_size=400",
     "model.backbone.hidden_size=32",
     "model.backbone.num_layers=1",
     "model.backbone.num_heads=2",
     "model.backbone.intermediate_size=64",
     "model.kind=transformer",
-    "train.split=random",
     "tapt.enabled=false",
+]
+TINY = [
+    *TINY_MODEL,
+    "train.split=random",
     "train.max_steps=20",
     "train.eval_steps=10",
     "train.batch_size=16",

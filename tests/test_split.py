@@ -12,6 +12,7 @@ from collections import Counter
 import numpy as np
 import pytest
 from conftest import write_csv
+from test_pipeline import TINY_MODEL
 
 from re_pipeline.config import load_config
 from re_pipeline.data.sample import write_sample
@@ -126,13 +127,7 @@ def test_augmented_rows_are_never_validated_and_label_rules_touch_training_rows_
             row["subject_entity"] = row["subject_entity"].replace("'PER'", "'ORG'")
     write_csv(train_csv, rows)
     tiny = [
-        "model.backbone.vocab_size=400",
-        "model.backbone.hidden_size=32",
-        "model.backbone.num_layers=1",
-        "model.backbone.num_heads=2",
-        "model.backbone.intermediate_size=64",
-        "model.kind=transformer",
-        "tapt.enabled=false",
+        *TINY_MODEL,
         "train.max_steps=2",
         "train.batch_size=16",
         "train.split=entity",

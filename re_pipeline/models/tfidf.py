@@ -54,12 +54,16 @@ class View:
     text: Callable[[TfidfInputs], list[str]]
 
 
+def _led_by_pairs(pairs: list[str], texts: list[str]) -> list[str]:
+    return [f"{pair} {text}" for pair, text in zip(pairs, texts)]
+
+
 def _marked(inputs: TfidfInputs) -> list[str]:
-    return [f"{pair} {text}" for pair, text in zip(inputs.pairs, inputs.marked)]
+    return _led_by_pairs(inputs.pairs, inputs.marked)
 
 
 def _morphemes(inputs: TfidfInputs) -> list[str]:
-    return [f"{pair} {text}" for pair, text in zip(inputs.pairs, entity_morphemes(inputs.examples))]
+    return _led_by_pairs(inputs.pairs, entity_morphemes(inputs.examples))
 
 
 VIEWS: dict[str, View] = {
