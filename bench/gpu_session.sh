@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# One prepared session on a lent GPU (15 minutes of device time, start included), in two calls:
+# One prepared session on a lent GPU (15 minutes of device time, start included):
 #   phase 1: GPU speed levers alone on the card (xlm-roberta-large shape, batch 32), then the issue-13 sweep
 #            (the default alone first: its end-to-end time), with the test suite on CUDA beside it;
-#   phase 2 (the warm machine): the sweep's remaining variants.
+#   phase 2 (a warm or a fresh machine): the sweep alone.
 # Run from the repository root with the ignored folders .whl (wheels the image lacks) and .gpu (the KLUE-RE
-# train and test files, gzipped) carried along. It stops by BUDGET seconds and writes under $OUT:
-# env.txt, speed.txt, tests.log, sweep.json, sweep.npz, sweep.log.
-# usage: bash bench/gpu_session.sh 1|2 BUDGET [extra bench/sweep.py arguments]
+# train and test files, gzipped) carried along, and optionally .gpucache (tokenizers and TAPT checkpoints
+# trained here, in the layout of .cache/, which the runs then reuse instead of training them on the GPU
+# machine). It stops by BUDGET seconds and writes under $OUT: env.txt, speed.txt, tests.log, sweep.json,
+# sweep.npz, sweep.log, gpu_util.txt (GPU utilisation every 15 s during the sweep).
+# usage: [WORKERS=6] [MIN_LEFT=30] bash bench/gpu_session.sh 1|2 BUDGET [extra bench/sweep.py arguments]
 set -u
 PHASE=$1
 BUDGET=$2
@@ -27,6 +29,7 @@ if [ ! -d /tmp/site ]; then  # the wheels the image lacks, matched to its pyarro
   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site $wheels || exit 1
 fi
 export PYTHONPATH=$PWD:/tmp/site
+[ -d .gpucache ] && mkdir -p .cache && cp -rn .gpucache/. .cache/
 if [ ! -f /tmp/klue/test_data.csv ]; then
   mkdir -p /tmp/klue && gunzip -c .gpu/train.csv.gz > /tmp/klue/train.csv && gunzip -c .gpu/test_data.csv.gz > /tmp/klue/test_data.csv
 fi
@@ -51,10 +54,17 @@ if [ "$PHASE" = 1 ]; then
     CUDA_VISIBLE_DEVICES= timeout "$(left 15)" python3 -m pytest -p no:cacheprovider -n 6 -q -m cpu_exact $tests >> "$KEEP/tests.log" 2>&1 ) &
   FIRST="--first default"
 fi
+( while sleep 15; do  # what finished so far comes back even if the call is stopped at its limit
+    nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader >> "$KEEP/gpu_util.txt"
+    cp "$KEEP/sweep.json" "$KEEP/sweep.npz" "$KEEP/sweep.log" "$KEEP/gpu_util.txt" "$OUT/" 2>/dev/null
+  done ) &
+COPIER=$!
 timeout "$(left 5)" python3 bench/sweep.py bench/sweeps/issue13.yaml --data /tmp/klue \
-  --out "$KEEP/sweep.json" --probs "$KEEP/sweep.npz" --runs /tmp/runs/sweep --workers 6 --threads 2 \
-  --deadline "$(left 25)" ${FIRST:-} "$@" >> "$KEEP/sweep.log" 2>&1
+  --out "$KEEP/sweep.json" --probs "$KEEP/sweep.npz" --runs /tmp/runs/sweep --workers "${WORKERS:-6}" --threads "${THREADS:-2}" \
+  --deadline "$(left 25)" --min-left "${MIN_LEFT:-30}" ${FIRST:-} "$@" >> "$KEEP/sweep.log" 2>&1
+kill $COPIER
 wait
+cp "$KEEP/gpu_util.txt" "$OUT/" 2>/dev/null
 cp "$KEEP/sweep.json" "$KEEP/sweep.npz" "$KEEP/sweep.log" "$OUT/" 2>/dev/null
 cp "$KEEP/tests.log" "$OUT/" 2>/dev/null
 tail -c 2500 "$KEEP/sweep.log"

@@ -15,7 +15,7 @@ Variants are named lists of `--set` overrides in a YAML file (bench/sweeps/*.yam
 others then reuse from the cache, and its wall time is an undisturbed end-to-end time).
 
 Usage: python bench/sweep.py bench/sweeps/issue13.yaml --data DIR --out results.json --probs probs.npz
-           [--workers 4] [--deadline 600] [--first default] [--only a,b] [--set k=v ...]
+           [--workers 4] [--deadline 600] [--min-left 30] [--first default] [--only a,b] [--set k=v ...]
 Score the probabilities on the public leaderboard with bench/leaderboard_scores.py (never in here).
 """
 
@@ -57,7 +57,7 @@ class Sweep:
         if name in self.results and self.results[name].get("status") == "done":
             return
         left = self.stop_at - time.time()
-        if left < 30:
+        if left < self.args.min_left:
             self.record(name, {"status": "not started (deadline)"})
             return
         run_dir = Path(self.args.runs) / name
@@ -109,8 +109,15 @@ class Sweep:
     def record(self, name: str, info: dict) -> None:
         with self.lock:
             self.results[name] = info
-            Path(self.args.out).write_text(json.dumps(self.results, indent=1, ensure_ascii=False), encoding="utf-8")
-            np.savez_compressed(self.args.probs, **self.probs)
+            # written aside, then renamed: a copy taken meanwhile (gpu_session.sh) never reads half a file
+            out, probs = Path(self.args.out), Path(self.args.probs)
+            out.with_name(out.name + ".part").write_text(
+                json.dumps(self.results, indent=1, ensure_ascii=False), "utf-8"
+            )
+            out.with_name(out.name + ".part").replace(out)
+            with open(probs.with_name(probs.name + ".part"), "wb") as fh:
+                np.savez_compressed(fh, **self.probs)
+            probs.with_name(probs.name + ".part").replace(probs)
             print(
                 f"{time.strftime('%H:%M:%S')} {name}: {info.get('status')} in {info.get('seconds')} s "
                 f"{info.get('metrics') or ''}",
@@ -128,6 +135,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2, help="OMP threads per run")
     parser.add_argument("--deadline", type=float, default=3600, help="seconds from now; later runs are not started")
+    parser.add_argument("--min-left", type=float, default=30, help="no run starts with fewer seconds left")
     parser.add_argument("--first", default=None)
     parser.add_argument("--only", default=None, help="comma-separated variant names, in this order")
     parser.add_argument("--set", action="append", default=[], help="an override for every variant")

@@ -194,6 +194,11 @@ def fold_encoder(inputs: RunInputs, fold_dir: Path) -> tuple[torch.nn.Module, st
     return build_encoder(config.model.backbone, len(tokenizer), tokenizer.pad_token_id), None
 
 
+def fold_label(k: int, fold_dir: Path) -> str:
+    """How logs and progress bars name fold `k` ("fold 1", ...), or the `train.refit` model."""
+    return "refit" if fold_dir.name == REFIT else f"fold {k + 1}"
+
+
 def train_fold(
     k: int,
     fold_dir: Path,
@@ -209,7 +214,7 @@ def train_fold(
     The training rows get the rules that read the gold label (`clean.apply_label_rules`) and augmentation
     here, after the split: validation rows are never relabelled, deduplicated by label or augmented."""
     if (fold_dir / "fold.json").exists():
-        log(f"fold {k + 1}: already finished, outputs reused")
+        log(f"{fold_label(k, fold_dir)}: already finished, outputs reused")
         return FoldResult.load(fold_dir)
     config = inputs.config
     rules = Ledger("training rows", rows_read=len(fold_train))
@@ -242,7 +247,9 @@ def train_transformer(k, fold_dir, fold_train, fold_val, test_examples, test_ds,
     )
     count, percent = trainable_parameters(model)
     if config.model.peft.enabled:
-        log(f"fold {k + 1}: PEFT {config.model.peft.method}: {count:,} trainable parameters ({percent:.2f}%)")
+        log(
+            f"{fold_label(k, fold_dir)}: PEFT {config.model.peft.method}: {count:,} trainable parameters ({percent:.2f}%)"
+        )
     train_ds, val_ds, test_ds = (
         add_pair_column(ds, pair_names) if ds is not None else None for ds in (train_ds, val_ds, test_ds)
     )
@@ -250,7 +257,7 @@ def train_transformer(k, fold_dir, fold_train, fold_val, test_examples, test_ds,
         notes += [shared_head_note(val_ds, "validation"), shared_head_note(test_ds, "test")]
     notes = list(filter(None, notes))
     for note in notes:
-        log(f"fold {k + 1}: {note}")
+        log(f"{fold_label(k, fold_dir)}: {note}")
     trainer = fit(model, train_ds, val_ds, test_ds, inputs, fold_dir, k, log)
     val_probs = predict_probs(trainer, val_ds) if val_ds is not None else None
     test_probs = predict_probs(trainer, test_ds) if test_ds is not None else None
@@ -270,17 +277,18 @@ def train_classical(k, fold_dir, fold_train, fold_val, test_examples, test_ds, i
     kind's folder of `fold_dir`."""
     config, label_set = inputs.config, inputs.label_set
     kind = CLASSICAL[config.model.kind]
-    log(f"fold {k + 1}: {config.model.kind} on {len(fold_train):,} rows")
+    label = fold_label(k, fold_dir)
+    log(f"{label}: {config.model.kind} on {len(fold_train):,} rows")
     started = time.time()
-    with stage(inputs.bars, f"fold {k + 1}: {config.model.kind}"):  # no steps to count: a bar per stage
-        model = kind.model.fit(
+    with stage(inputs.bars, f"{label}: {config.model.kind}"):  # no steps to count: a bar per stage
+        model = kind.fit(
             kind.inputs(fold_train, config.markers),
             label_set.ids(ex.label for ex in fold_train),
             len(label_set),
             kind.settings(config.model),
             config.seed,
         )
-    with stage(inputs.bars, f"fold {k + 1}: predicting"):
+    with stage(inputs.bars, f"{label}: predicting"):
         val_probs = model.predict_proba(kind.inputs(fold_val, config.markers)) if fold_val else None
         test_probs = model.predict_proba(kind.inputs(test_examples, config.markers)) if test_examples else None
     if distributed().is_main_process:
@@ -312,12 +320,13 @@ def fit(model: RelationModel, train_ds, val_ds, test_ds, inputs: RunInputs, fold
         fold_dir / "checkpoints",
         config.seed,
         inputs.callbacks,
-        name=f"fold {k + 1}",
+        name=fold_label(k, fold_dir),
     )
     checkpoint = last_checkpoint(fold_dir / "checkpoints")
-    log(f"fold {k + 1}: resuming from {checkpoint}" if checkpoint else f"fold {k + 1}: training")
+    label = fold_label(k, fold_dir)
+    log(f"{label}: resuming from {checkpoint}" if checkpoint else f"{label}: training")
     resume_training(trainer, checkpoint)
-    log(f"fold {k + 1}: predicting")
+    log(f"{label}: predicting")
     return trainer
 
 

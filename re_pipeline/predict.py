@@ -95,7 +95,7 @@ class ClassicalFolds:
 
     def __init__(self, run_dir: Path, config: Config, batch_size: int):
         self.kind, self.config = CLASSICAL[config.model.kind], config
-        self.models = [self.kind.model.load(d) for d in model_dirs(run_dir, self.kind.folder)]
+        self.models = [self.kind.load(d) for d in model_dirs(run_dir, self.kind.folder)]
 
     def __call__(self, examples: list[Example], num_labels: int, log) -> np.ndarray:
         inputs = self.kind.inputs(examples, self.config.markers)

@@ -16,6 +16,7 @@ from re_pipeline.data.schema import Entity, Example
 from re_pipeline.ensemble import run_ensemble
 from re_pipeline.errors import PipelineError
 from re_pipeline.labels import LabelSet
+from re_pipeline.models import tfidf
 from re_pipeline.models.backbone import BackboneConfig, build_encoder
 from re_pipeline.models.pair_prior import PairPrior, PriorConfig
 from re_pipeline.models.relation import ModelConfig, RelationModel
@@ -182,6 +183,36 @@ def test_the_prior_weight_mixes_the_type_pair_prior_into_tfidf_and_survives_a_re
     np.testing.assert_allclose(TfidfModel.load(tmp_path / "m").predict_proba(queries), expected)
     with pytest.raises(PipelineError, match="model.tfidf.prior_weight"):
         TfidfConfig(prior_weight=1.5)
+
+
+def test_length_buckets_route_each_row_to_its_own_bucket_model_and_reload(tmp_path):
+    # the word decides the label in opposite ways in short and long rows: no single linear model fits both
+    filler = " 그리고" * 12
+    texts_ = ["가 서울", "나 부산", "가 서울" + filler, "나 부산" + filler]
+    rows = TfidfInputs(["PER|LOC"] * 16, texts_ * 4, [])
+    labels = [1, 2, 2, 1] * 4
+    words = {"views": ["word"], "token_ngrams": [1, 1], "min_df": 1, "prior_weight": 0}
+    single = tfidf.fit(rows, labels, 3, TfidfConfig(**words), seed=0)
+    bucketed = tfidf.fit(rows, labels, 3, TfidfConfig(**words, length_buckets=2), seed=0)
+    assert isinstance(single, TfidfModel) and isinstance(bucketed, tfidf.LengthBuckets)
+    queries = TfidfInputs(["PER|LOC"] * 4, ["다 서울", "다 부산", "다 서울" + filler, "다 부산" + filler], [])
+    assert bucketed.predict_proba(queries).argmax(axis=1).tolist() == [1, 2, 2, 1]
+    assert single.predict_proba(queries).argmax(axis=1).tolist() != [1, 2, 2, 1]
+    long_rows = np.array([2, 3])
+    np.testing.assert_array_equal(
+        bucketed.predict_proba(queries)[long_rows], bucketed.models[1].predict_proba(queries.take(long_rows))
+    )
+    bucketed.save(tmp_path / "b")
+    np.testing.assert_array_equal(tfidf.load(tmp_path / "b").predict_proba(queries), bucketed.predict_proba(queries))
+    with pytest.raises(PipelineError, match="bucket 2 of 2 .* fewer than two labels"):
+        tfidf.fit(rows, [1, 2, 1, 1] * 4, 3, TfidfConfig(views=["word"], min_df=1, length_buckets=2), 0)
+
+
+def test_a_length_bucketed_run_predicts_its_test_like_the_run(tmp_path):
+    run = tfidf_run(tmp_path, "buckets", "model.tfidf.views=[word]", "model.tfidf.length_buckets=3")
+    assert (run / "refit" / "tfidf" / "buckets.json").exists() and (run / "fold0" / "tfidf" / "bucket2").is_dir()
+    test = predictor_examples(tmp_path)
+    np.testing.assert_allclose(Predictor.from_run(run).predict_test(test), np.load(run / "test_probs.npy"), atol=1e-12)
 
 
 def test_the_morpheme_view_tags_the_entity_morphemes_with_role_and_type():

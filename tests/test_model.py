@@ -100,6 +100,22 @@ def test_lstm_ignores_padding():
     assert torch.allclose(m(**short)["logits"], m(**padded)["logits"], atol=1e-5)
 
 
+def test_an_lstm_head_with_weights_in_one_flat_buffer_saves_and_reloads(tmp_path):
+    from safetensors.torch import load_model, save_model
+
+    m = model(head="lstm", pooling="cls").eval()
+    lstm = m.sequence.lstm  # on a GPU, cuDNN makes its weights views of one buffer: done by hand here
+    flat = torch.cat([w.detach().reshape(-1) for w in lstm.parameters()])
+    offset = 0
+    for w in lstm.parameters():
+        w.data = flat[offset : offset + w.numel()].view_as(w)
+        offset += w.numel()
+    save_model(m, str(tmp_path / "m.safetensors"))
+    again = model(head="lstm", pooling="cls").eval()
+    load_model(again, str(tmp_path / "m.safetensors"))
+    assert torch.equal(again(**batch())["logits"], m(**batch())["logits"])
+
+
 def test_entity_embedding_starts_at_zero_and_changes_nothing():
     with_emb, without = model(entity_embedding=True).eval(), model(entity_embedding=False).eval()
     without.load_state_dict(with_emb.state_dict(), strict=False)

@@ -1,11 +1,12 @@
 """Run types that are not neural networks, one table entry each (`CLASSICAL`): how a model reads examples,
-its config section and its folder in a fold. Each model class has `fit(inputs, label_ids, num_labels, config,
-seed)`, `predict_proba(inputs)` ([rows, labels]), `save(folder)` and `load(folder)` (no pickle)."""
+its config section and its folder in a fold. `fit(inputs, label_ids, num_labels, config, seed)` and
+`load(folder)` give a model with `predict_proba(inputs)` ([rows, labels]) and `save(folder)` (no pickle)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..data.markers import MarkerConfig
@@ -15,13 +16,16 @@ from . import pair_prior, tfidf
 
 @dataclass(frozen=True)
 class Classical:
-    model: type
+    fit: Callable[..., Any]
+    load: Callable[[Path], Any]
     inputs: Callable[[list[Example], MarkerConfig], list[str]]
     settings: Callable[[Any], Any]  # the model's section of ModelConfig
     folder: str
 
 
 CLASSICAL: dict[str, Classical] = {
-    "tfidf": Classical(tfidf.TfidfModel, tfidf.texts, lambda model: model.tfidf, "tfidf"),
-    "prior": Classical(pair_prior.PairPrior, pair_prior.pairs, lambda model: model.prior, "prior"),
+    "tfidf": Classical(tfidf.fit, tfidf.load, tfidf.texts, lambda model: model.tfidf, "tfidf"),
+    "prior": Classical(
+        pair_prior.PairPrior.fit, pair_prior.PairPrior.load, pair_prior.pairs, lambda model: model.prior, "prior"
+    ),
 }

@@ -87,12 +87,20 @@ POOLERS: dict[str, type[nn.Module]] = {
 }
 
 
+def _copied(module: nn.Module, state_dict: dict, prefix: str, local_metadata: dict) -> None:
+    """State-dict entries as copies: on a GPU, cuDNN keeps an LSTM's weights as views of one flat buffer, and
+    safetensors refuses to save tensors that share a storage none of them covers whole."""
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        state_dict[key] = state_dict[key].clone()
+
+
 class BiLSTM(nn.Module):
     """A bidirectional LSTM over the encoder's top layer, padding packed away: (B, T, H) -> (B, T, H)."""
 
     def __init__(self, hidden: int):
         super().__init__()
         self.lstm = nn.LSTM(hidden, hidden // 2, batch_first=True, bidirectional=True)
+        self.register_state_dict_post_hook(_copied)
 
     def forward(self, states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         lengths = attention_mask.sum(1).cpu()
