@@ -1,9 +1,13 @@
 """The locked environment: the lock covers pyproject's dependencies inside their ranges, and the module that
-overrides private Trainer methods refuses a transformers release outside the range it supports."""
+overrides private Trainer methods refuses a transformers release outside the range it supports; the process
+environment the package sets."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -58,3 +62,13 @@ def test_a_transformers_release_outside_the_range_is_refused_with_the_range(vers
 
 def test_the_installed_transformers_is_accepted():
     hf_trainer.check_transformers()
+
+
+@pytest.mark.parametrize(("preset", "expected"), [(None, "0"), ("64", "64")])
+def test_the_onednn_kernel_cache_is_off_unless_the_user_sets_it(preset, expected):
+    env = {k: v for k, v in os.environ.items() if k != "ONEDNN_PRIMITIVE_CACHE_CAPACITY"}
+    if preset is not None:
+        env["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = preset
+    code = "import os, re_pipeline; print(os.environ['ONEDNN_PRIMITIVE_CACHE_CAPACITY'])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == expected
