@@ -290,8 +290,10 @@ def render_leaderboard(r: dict) -> str:
     ]
     for name, v in _by_public(r["cpu_runs"]):
         lines.append(f"| {name} | {v['kind']} | {v['split']} | {_score_cells(v)} |")
+    rows = list(r["cpu_runs"].values())
     if GPU_SWEEP.exists():
-        sweep = _sweep()
+        sweep = json.loads(GPU_SWEEP.read_text(encoding="utf-8"))
+        rows += list(sweep["runs"].values())
         lines += [
             "",
             f"The transformer recipe (configs/transformer.yaml) and its ablation, {sweep['device']} "
@@ -302,17 +304,14 @@ def render_leaderboard(r: dict) -> str:
         ]
         for name, v in _by_public(sweep["runs"]):
             lines.append(f"| {name} | `{v['change']}` | {_score_cells(v)} |")
-    lines += ["", *agreement_lines(r)]
+    lines += ["", *agreement_lines(rows)]
     return "\n".join(lines)
 
 
-def agreement_lines(r: dict) -> list[str]:
-    """Spearman's rank correlation of validation with the public board, per split, over every scored run."""
+def agreement_lines(rows: list[dict]) -> list[str]:
+    """Spearman's rank correlation of validation with the public board, per split, over these scored runs."""
     from scipy.stats import spearmanr
 
-    rows = list(r["cpu_runs"].values())
-    if GPU_SWEEP.exists():
-        rows += list(_sweep()["runs"].values())
     lines = ["| split | runs | rank correlation, micro-F1 | rank correlation, AUPRC |", "|---|---:|---:|---:|"]
     for split in sorted({row["split"] for row in rows}):
         picked = [row for row in rows if row["split"] == split and row["val_micro_f1"] is not None]
@@ -330,10 +329,6 @@ def agreement_lines(r: dict) -> list[str]:
         "",
         *lines,
     ]
-
-
-def _sweep() -> dict:
-    return json.loads(GPU_SWEEP.read_text(encoding="utf-8"))
 
 
 def render_tapt_head(r: dict) -> str:

@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from re_pipeline.io_utils import write_json
+
 
 def variants(path: Path) -> tuple[str, dict[str, tuple[str, list[str]]]]:
     spec = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -110,14 +112,12 @@ class Sweep:
         with self.lock:
             self.results[name] = info
             # written aside, then renamed: a copy taken meanwhile (gpu_session.sh) never reads half a file
-            out, probs = Path(self.args.out), Path(self.args.probs)
-            out.with_name(out.name + ".part").write_text(
-                json.dumps(self.results, indent=1, ensure_ascii=False), "utf-8"
-            )
-            out.with_name(out.name + ".part").replace(out)
-            with open(probs.with_name(probs.name + ".part"), "wb") as fh:
+            write_json(self.args.out, self.results)
+            probs = Path(self.args.probs)
+            part = probs.with_name(probs.name + ".part")
+            with open(part, "wb") as fh:  # binary: atomic_write is for text
                 np.savez_compressed(fh, **self.probs)
-            probs.with_name(probs.name + ".part").replace(probs)
+            part.replace(probs)
             print(
                 f"{time.strftime('%H:%M:%S')} {name}: {info.get('status')} in {info.get('seconds')} s "
                 f"{info.get('metrics') or ''}",

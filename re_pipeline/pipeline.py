@@ -246,10 +246,9 @@ def train_transformer(k, fold_dir, fold_train, fold_val, test_examples, test_ds,
         encoder, config.model, inputs.label_set, fold_train, new_token_ids(tokenizer), tokenizer.mask_token_id
     )
     count, percent = trainable_parameters(model)
+    label = fold_label(k, fold_dir)
     if config.model.peft.enabled:
-        log(
-            f"{fold_label(k, fold_dir)}: PEFT {config.model.peft.method}: {count:,} trainable parameters ({percent:.2f}%)"
-        )
+        log(f"{label}: PEFT {config.model.peft.method}: {count:,} trainable parameters ({percent:.2f}%)")
     train_ds, val_ds, test_ds = (
         add_pair_column(ds, pair_names) if ds is not None else None for ds in (train_ds, val_ds, test_ds)
     )
@@ -257,7 +256,7 @@ def train_transformer(k, fold_dir, fold_train, fold_val, test_examples, test_ds,
         notes += [shared_head_note(val_ds, "validation"), shared_head_note(test_ds, "test")]
     notes = list(filter(None, notes))
     for note in notes:
-        log(f"{fold_label(k, fold_dir)}: {note}")
+        log(f"{label}: {note}")
     trainer = fit(model, train_ds, val_ds, test_ds, inputs, fold_dir, k, log)
     val_probs = predict_probs(trainer, val_ds) if val_ds is not None else None
     test_probs = predict_probs(trainer, test_ds) if test_ds is not None else None
@@ -311,6 +310,7 @@ def fit(model: RelationModel, train_ds, val_ds, test_ds, inputs: RunInputs, fold
     if config.train.pad_to_dataset_max:
         pad_to = max(max(token_lengths(ds)) for ds in (train_ds, val_ds, test_ds) if ds is not None)
     collator = RelationCollator(inputs.tokenizer.pad_token_id, pad_to)
+    label = fold_label(k, fold_dir)
     trainer = make_trainer(
         model,
         train_ds,
@@ -320,10 +320,9 @@ def fit(model: RelationModel, train_ds, val_ds, test_ds, inputs: RunInputs, fold
         fold_dir / "checkpoints",
         config.seed,
         inputs.callbacks,
-        name=fold_label(k, fold_dir),
+        name=label,
     )
     checkpoint = last_checkpoint(fold_dir / "checkpoints")
-    label = fold_label(k, fold_dir)
     log(f"{label}: resuming from {checkpoint}" if checkpoint else f"{label}: training")
     resume_training(trainer, checkpoint)
     log(f"{label}: predicting")

@@ -27,8 +27,6 @@ from common import (
     HERE,
     C,
     apply_temperature,
-    em_no_relation,
-    em_prior,
     fit_temperature,
     ipf_weights,
     leaderboard,
@@ -39,6 +37,8 @@ from common import (
 )
 from scipy.stats import spearmanr
 
+from re_pipeline.prior import em, em_no_relation
+
 SCHEMES = ("random", "sentence", "entity", "entity2")
 PRED = CACHE / "preds"
 SUBS = HERE / "subs"
@@ -47,13 +47,13 @@ SUBS = HERE / "subs"
 def variants(probs, prior, temp=None):
     """temp: a temperature (fitted on train labels elsewhere), or a callable returning calibrated probs."""
     yield "", probs, None
-    adj, pi, _ = em_prior(probs, prior)
+    adj, pi = em(probs, prior)
     yield "+EM", adj, float(pi[0])
-    adj, r, _ = em_no_relation(probs, prior)
-    yield "+EMnr", adj, r
+    adj, pi = em_no_relation(probs, prior)
+    yield "+EMnr", adj, float(pi[0])
     if temp is not None:
         cal = temp(probs) if callable(temp) else apply_temperature(probs, temp)
-        adj, pi, _ = em_prior(cal, prior)
+        adj, pi = em(cal, prior)
         yield "+TEM", adj, float(pi[0])
 
 

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import auc, f1_score, precision_recall_curve
+
+from re_pipeline import metrics
+from re_pipeline.shift import raking_weights
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO.parent / "shared" / "data" / "klue-re"
@@ -72,83 +74,19 @@ def texts(df: pd.DataFrame, mask: bool = False) -> list[str]:
     return [marked(r, mask) for r in df.itertuples(index=False)]
 
 
-# ---------------------------------------------------------------- metrics
-def auprc_w(y: np.ndarray, probs: np.ndarray, w: np.ndarray | None = None) -> float:
-    areas = []
-    for c in range(probs.shape[1]):
-        pos = y == c
-        if not pos.any() or (w is not None and w[pos].sum() <= 0):
-            areas.append(0.5)
-            continue
-        p, r, _ = precision_recall_curve(pos, probs[:, c], sample_weight=w)
-        areas.append(auc(r, p))
-    return float(np.mean(areas)) * 100
-
-
-def micro_f1_w(y, pred, w=None) -> float:
-    return float(f1_score(y, pred, average="micro", labels=list(range(1, C)), sample_weight=w, zero_division=0)) * 100
-
-
+# ---------------------------------------------------------------- metrics and reweighting: the pipeline's own
 def scores(y, probs, w=None) -> dict:
-    return {"f1": micro_f1_w(y, probs.argmax(1), w), "auprc": auprc_w(y, probs, w)}
+    """Competition micro-F1 and AUPRC (rows weighted by `w` when given)."""
+    return {"f1": metrics.micro_f1(y, probs.argmax(1), probs.shape[1], w), "auprc": metrics.auprc(y, probs, w)}
 
 
-# ---------------------------------------------------------------- reweighting
-def ipf_weights(val: pd.DataFrame, test: pd.DataFrame, cols=("tp", "source"), iters: int = 200) -> np.ndarray:
-    """Raking: per-row weights (mean 1) whose weighted marginals of each column in `cols`
-    equal the unlabeled test file's marginals (categories absent from val are dropped and the
-    test marginal renormalised over the categories val has)."""
-    w = np.ones(len(val))
-    targets = {}
-    for col in cols:
-        t = test[col].value_counts(normalize=True)
-        t = t[t.index.isin(set(val[col]))]
-        targets[col] = t / t.sum()
-    for _ in range(iters):
-        for col in cols:
-            cur = pd.Series(w).groupby(val[col].values).sum() / w.sum()
-            ratio = (targets[col] / cur).reindex(val[col].values).fillna(0.0).values
-            w = w * ratio
-    return w / w.mean()
-
-
-# ---------------------------------------------------------------- prior shift (Saerens et al. 2002)
-def em_prior(probs: np.ndarray, prior_train: np.ndarray, max_iter: int = 1000, tol: float = 1e-8):
-    """Returns (adjusted posteriors, estimated test prior, iterations)."""
-    prior_train = np.clip(prior_train, 1e-12, None)
-    pi = prior_train.copy()
-    for it in range(1, max_iter + 1):
-        adj = probs * (pi / prior_train)
-        adj /= adj.sum(1, keepdims=True)
-        new = adj.mean(0)
-        if np.abs(new - pi).max() < tol:
-            pi = new
-            break
-        pi = new
-    adj = probs * (pi / prior_train)
-    adj /= adj.sum(1, keepdims=True)
-    return adj, pi, it
-
-
-def em_no_relation(probs: np.ndarray, prior_train: np.ndarray, max_iter: int = 1000, tol: float = 1e-9):
-    """Only the no_relation share is re-estimated; relation classes keep their relative train prior."""
-    r0 = float(prior_train[0])
-    r = r0
-    for it in range(1, max_iter + 1):
-        f = np.full(probs.shape[1], (1 - r) / (1 - r0))
-        f[0] = r / r0
-        adj = probs * f
-        adj /= adj.sum(1, keepdims=True)
-        new = float(adj[:, 0].mean())
-        if abs(new - r) < tol:
-            r = new
-            break
-        r = new
-    f = np.full(probs.shape[1], (1 - r) / (1 - r0))
-    f[0] = r / r0
-    adj = probs * f
-    adj /= adj.sum(1, keepdims=True)
-    return adj, r, it
+def ipf_weights(val: pd.DataFrame, test: pd.DataFrame, cols=("tp", "source")) -> np.ndarray:
+    """Raking weights (mean 1) of the validation rows matching the unlabeled test file's marginals of each
+    column in `cols` (re_pipeline.shift.raking_weights on data frames)."""
+    return raking_weights(
+        {col: val[col].tolist() for col in cols},
+        {col: test[col].value_counts(normalize=True).to_dict() for col in cols},
+    )
 
 
 # ---------------------------------------------------------------- submissions

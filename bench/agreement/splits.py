@@ -55,50 +55,34 @@ def build(tr: pd.DataFrame) -> dict:
     return out
 
 
-def stats(tr, te, a, b) -> dict:
-    T, V = tr.iloc[a], tr.iloc[b]
+def row(T: pd.DataFrame, V: pd.DataFrame, left_out: int, w: np.ndarray | None = None) -> dict:
+    """Statistics of validating on V after training on T; `w`: V's weights toward the test (None: V is the
+    unlabelled test itself, whose label and weight rows are NaN)."""
     pairs = set(zip(T.s_word, T.o_word))
     tw = set(T.s_word) | set(T.o_word)
-    w = ipf_weights(V, te)
+    nan = float("nan")
     return {
-        "train": len(a),
-        "val": len(b),
-        "left_out": len(tr) - len(a) - len(b),
+        "train": len(T),
+        "val": len(V),
+        "left_out": left_out,
         "val_pair_in_train%": 100 * np.mean([p in pairs for p in zip(V.s_word, V.o_word)]),
         "val_subj_seen_as_subj%": 100 * V.s_word.isin(set(T.s_word)).mean(),
         "val_obj_seen_as_obj%": 100 * V.o_word.isin(set(T.o_word)).mean(),
         "val_subj_seen_any%": 100 * V.s_word.isin(tw).mean(),
         "val_obj_seen_any%": 100 * V.o_word.isin(tw).mean(),
         "val_sentence_in_train%": 100 * V.sentence.isin(set(T.sentence)).mean(),
-        "val_no_relation%": 100 * (V.y == 0).mean(),
-        "val_no_relation%_reweighted": 100 * np.average(V.y == 0, weights=w),
+        "val_no_relation%": nan if w is None else 100 * (V.y == 0).mean(),
+        "val_no_relation%_reweighted": nan if w is None else 100 * np.average(V.y == 0, weights=w),
         "val_POH%": 100 * (V.o_type == "POH").mean(),
         "val_wikitree%": 100 * (V.source == "wikitree").mean(),
-        "weights_ESS": w.sum() ** 2 / (w**2).sum(),
-        "weights_max": w.max(),
+        "weights_ESS": nan if w is None else w.sum() ** 2 / (w**2).sum(),
+        "weights_max": nan if w is None else w.max(),
     }
 
 
-def test_stats(tr, te) -> dict:
-    pairs = set(zip(tr.s_word, tr.o_word))
-    tw = set(tr.s_word) | set(tr.o_word)
-    return {
-        "train": len(tr),
-        "val": len(te),
-        "left_out": 0,
-        "val_pair_in_train%": 100 * np.mean([p in pairs for p in zip(te.s_word, te.o_word)]),
-        "val_subj_seen_as_subj%": 100 * te.s_word.isin(set(tr.s_word)).mean(),
-        "val_obj_seen_as_obj%": 100 * te.o_word.isin(set(tr.o_word)).mean(),
-        "val_subj_seen_any%": 100 * te.s_word.isin(tw).mean(),
-        "val_obj_seen_any%": 100 * te.o_word.isin(tw).mean(),
-        "val_sentence_in_train%": 100 * te.sentence.isin(set(tr.sentence)).mean(),
-        "val_no_relation%": float("nan"),
-        "val_no_relation%_reweighted": float("nan"),
-        "val_POH%": 100 * (te.o_type == "POH").mean(),
-        "val_wikitree%": 100 * (te.source == "wikitree").mean(),
-        "weights_ESS": float("nan"),
-        "weights_max": float("nan"),
-    }
+def stats(tr, te, a, b) -> dict:
+    V = tr.iloc[b]
+    return row(tr.iloc[a], V, len(tr) - len(a) - len(b), ipf_weights(V, te))
 
 
 if __name__ == "__main__":
@@ -111,6 +95,6 @@ if __name__ == "__main__":
     )
     print(f"entity: held-out word fraction {sp['entity_frac']:.3f}; entity2: {sp['entity2_frac']:.3f}")
     rows = {k: stats(tr, te, *v) for k, v in sp.items() if isinstance(v, tuple)}
-    rows["(test vs all train)"] = test_stats(tr, te)
+    rows["(test vs all train)"] = row(tr, te, 0)
     table = pd.DataFrame(rows).T
     print(md_table(table.T))

@@ -258,17 +258,19 @@ class LengthBuckets:
     def __init__(self, edges: list[float], models: list[TfidfModel]):
         self.edges, self.models = edges, models
 
-    def buckets(self, inputs: TfidfInputs) -> np.ndarray:
-        return np.searchsorted(self.edges, inputs.lengths(), side="right")
+    @staticmethod
+    def buckets(edges: list[float], inputs: TfidfInputs) -> np.ndarray:
+        """Each row's bucket: how many edges its length reaches."""
+        return np.searchsorted(edges, inputs.lengths(), side="right")
 
     @classmethod
     def fit(
         cls, inputs: TfidfInputs, labels: list[int], num_labels: int, config: TfidfConfig, seed: int
     ) -> LengthBuckets:
-        n = config.length_buckets
-        lengths, labels = inputs.lengths(), np.asarray(labels)
-        edges = np.quantile(lengths, np.arange(1, n) / n).tolist()
-        which = np.searchsorted(edges, lengths, side="right")
+        n, labels = config.length_buckets, np.asarray(labels)
+        edges = np.quantile(inputs.lengths(), np.arange(1, n) / n).tolist()
+        which = cls.buckets(edges, inputs)
+        single = replace(config, length_buckets=1)
         models = []
         for bucket in range(n):
             rows = np.flatnonzero(which == bucket)
@@ -277,13 +279,12 @@ class LengthBuckets:
                     f"model.tfidf.length_buckets: bucket {bucket + 1} of {n} (length edges {edges}) has "
                     f"{len(rows)} training rows with fewer than two labels; use fewer buckets"
                 )
-            single = replace(config, length_buckets=1)
             models.append(TfidfModel.fit(inputs.take(rows), labels[rows].tolist(), num_labels, single, seed))
         return cls(edges, models)
 
     def predict_proba(self, inputs: TfidfInputs) -> np.ndarray:
         probs = np.zeros((len(inputs.pairs), self.models[0].num_labels))
-        which = self.buckets(inputs)
+        which = self.buckets(self.edges, inputs)
         for bucket, model in enumerate(self.models):
             rows = np.flatnonzero(which == bucket)
             if len(rows):
