@@ -27,6 +27,7 @@ from transformers import AutoModelForMaskedLM, Trainer, TrainingArguments, XLMRo
 
 from .device import PRECISIONS, precision_flags
 from .errors import PipelineError
+from .heap import ReleaseHeap
 from .models.backbone import BackboneConfig, build_config, load_pretrained
 from .progress import replace_stock_output
 from .typed_config import check, choice, option
@@ -225,7 +226,7 @@ def run_tapt(
         train_dataset=encode(sentences, tokenizer, config.max_length, config.whole_word),
         data_collator=make_collator(tokenizer, config),
         processing_class=tokenizer,
-        callbacks=list(callbacks),
+        callbacks=[ReleaseHeap(), *callbacks],
     )
     replace_stock_output(trainer)
     start = time.perf_counter()

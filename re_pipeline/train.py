@@ -21,6 +21,7 @@ from .data.features import length_order, token_lengths
 from .data.split import SPLITS
 from .device import PRECISIONS, precision_flags
 from .errors import PipelineError
+from .heap import ReleaseHeap
 from .hf_trainer import RelationTrainer
 from .metrics import compute_metrics, softmax
 from .prior import PRIOR_SHIFTS
@@ -197,7 +198,7 @@ def make_trainer(
         eval_dataset=eval_ds.select(length_order(eval_ds)) if has_eval else None,  # shortest first: same metrics
         data_collator=collator,
         compute_metrics=metrics_from_eval if has_eval else None,
-        callbacks=[*stopping, *callbacks],
+        callbacks=[*stopping, ReleaseHeap(), *callbacks],
     )
     return replace_stock_output(trainer)
 
