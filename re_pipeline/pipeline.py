@@ -13,6 +13,7 @@ import json
 import shutil
 import time
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from .data.morphemes import space_sentences
 from .data.schema import Example
 from .data.split import Fold, split_rows
 from .errors import PipelineError
+from .heap import release_heap
 from .hf_trainer import resume_training
 from .html_report import write_report
 from .io_utils import atomic_dir, atomic_write, read_json, write_json
@@ -273,14 +275,18 @@ def train_transformer(k, fold_dir, fold_train, fold_val, test_examples, test_ds,
 
 def train_classical(k, fold_dir, fold_train, fold_val, test_examples, test_ds, inputs: RunInputs, log):
     """`model.kind: tfidf | prior` (models/classical.py): fit on the fold's training rows, predict, save in the
-    kind's folder of `fold_dir`."""
+    kind's folder of `fold_dir`. The refit of a kind with `warm_start` starts from the last fold's model."""
     config, label_set = inputs.config, inputs.label_set
     kind = CLASSICAL[config.model.kind]
     label = fold_label(k, fold_dir)
     log(f"{label}: {config.model.kind} on {len(fold_train):,} rows")
     started = time.time()
+    fit, last = kind.fit, fold_dir.parent / f"fold{k - 1}" / kind.folder
+    if fold_dir.name == REFIT and kind.warm_start and last.exists():
+        log(f"{label}: the solver starts from fold {k}'s model")
+        fit = partial(kind.fit, init=kind.load(last))
     with stage(inputs.bars, f"{label}: {config.model.kind}"):  # no steps to count: a bar per stage
-        model = kind.fit(
+        model = fit(
             kind.inputs(fold_train, config.markers),
             label_set.ids(ex.label for ex in fold_train),
             len(label_set),
@@ -292,6 +298,7 @@ def train_classical(k, fold_dir, fold_train, fold_val, test_examples, test_ds, i
         test_probs = model.predict_proba(kind.inputs(test_examples, config.markers)) if test_examples else None
     if distributed().is_main_process:
         model.save(fold_dir / kind.folder)
+    release_heap()  # the solver's freed buffers, before the next fit
     return (
         val_probs,
         test_probs,
@@ -369,6 +376,11 @@ def run_pipeline(
         write_json(run_dir / "labels.json", train.label_set.to_dict())
     inputs = prepare_run(config, train, test, run_dir, log, cache, callbacks, bars)
     examples, test_examples = train.examples, test.examples if test else []
+    kind = CLASSICAL.get(config.model.kind)
+    if kind is not None and kind.prepare is not None:
+        with stage(bars, "preparing rows"):
+            kind.prepare(examples + test_examples, kind.settings(config.model))
+        release_heap()
     test_ds = None
     if test_examples and inputs.tokenizer is not None:  # tfidf runs read the examples themselves
         test_ds, test_stats = inputs.features(test_examples)

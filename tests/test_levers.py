@@ -26,7 +26,7 @@ from re_pipeline.predict import Predictor
 from re_pipeline.submission import read_submission, validate_submission
 
 
-def tfidf_run(tmp_path, name, *overrides):
+def tfidf_run(tmp_path, name, *overrides, log=lambda message: None):
     train_csv, test_csv = write_sample(tmp_path / "sample", n_train=150, n_test=30)
     config = load_config(
         None,
@@ -39,7 +39,7 @@ def tfidf_run(tmp_path, name, *overrides):
             *overrides,
         ],
     )
-    return run_pipeline(config, tmp_path / "runs" / name, tmp_path / "subs", log=lambda m: None, cache=tmp_path / "c")
+    return run_pipeline(config, tmp_path / "runs" / name, tmp_path / "subs", log=log, cache=tmp_path / "c")
 
 
 def test_a_tfidf_run_writes_what_a_neural_run_does_and_predicts_like_it(tmp_path):
@@ -229,7 +229,9 @@ def test_the_morpheme_view_tags_the_entity_morphemes_with_role_and_type():
 
 
 def test_refit_predicts_the_test_with_one_model_trained_on_every_row(tmp_path):
-    run = tfidf_run(tmp_path, "refit", "model.tfidf.views=[word]", "train.refit=auto")
+    logs = []
+    run = tfidf_run(tmp_path, "refit", "model.tfidf.views=[word]", "train.refit=auto", log=logs.append)
+    assert "refit: the solver starts from fold 1's model" in logs
     result = json.loads((run / "result.json").read_text())
     rows = result["folds"]["refit"]["features"]["examples"]
     assert rows == sum(result["folds"]["fold0"]["rows"].values())  # train, validation and left out: every row
@@ -248,3 +250,53 @@ def test_refit_predicts_the_test_with_one_model_trained_on_every_row(tmp_path):
 def test_a_tfidf_view_fits_without_a_warning_on_the_console(view):
     assert VIEWS[view].analyzer.startswith(view)  # char: char_wb
     assert vectorizer(view, (1, 2)).fit(["a b c", "b c d"]).vocabulary_
+
+
+def warm_rows(n: int, seed: int) -> tuple[TfidfInputs, list[int]]:
+    """Rows whose words tell four labels apart, with noise words: a problem the solver needs many steps on."""
+    rng = np.random.default_rng(seed)
+    cues = [["서울", "부산"], ["회사", "단체"], ["1990년", "봄"], ["아들", "딸"]]
+    noise = [f"낱말{i}" for i in range(60)]
+    labels = rng.integers(0, 4, n).tolist()
+    sentences = [" ".join([rng.choice(cues[y]), *rng.choice(noise, 6)]) for y in labels]
+    return TfidfInputs(["PER|LOC"] * n, sentences, []), labels
+
+
+def test_a_warm_start_copies_coefficients_by_ngram_and_class_and_zeros_the_rest():
+    config = TfidfConfig(views=["word"], token_ngrams=[1, 1], min_df=1, prior_weight=0)
+    rows, labels = warm_rows(200, 0)
+    init = TfidfModel.fit(rows, [y if y != 3 else 2 for y in labels], 5, config, seed=0)  # never saw label 3
+    more = TfidfInputs(rows.pairs + ["PER|LOC"], rows.marked + ["새말 서울"], [])
+    vectorizers = {"word": vectorizer("word", (1, 1), min_df=1)}
+    vectorizers["word"].fit(VIEWS["word"].text(more))
+    classifier = tfidf.LogisticRegression()
+    tfidf.warm_start(classifier, init, vectorizers, np.array([0, 1, 2, 3]))
+    old, new = init.vectorizers["word"].vocabulary_, vectorizers["word"].vocabulary_
+    assert classifier.warm_start and classifier.coef_.shape == (4, len(new))
+    np.testing.assert_array_equal(classifier.coef_[2, new["서울"]], init.classifier.coef_[2, old["서울"]])
+    np.testing.assert_array_equal(classifier.intercept_[:3], init.classifier.intercept_)
+    assert classifier.coef_[:, new["새말"]].tolist() == [0] * 4 and not classifier.coef_[3].any()
+
+
+def test_a_warm_started_fit_reaches_the_cold_optimum_in_fewer_iterations():
+    config = TfidfConfig(views=["word"], token_ngrams=[1, 2], min_df=1, prior_weight=0, c=100.0)
+    rows, labels = warm_rows(600, 1)
+    part = np.arange(480)
+    init = TfidfModel.fit(rows.take(part), [labels[i] for i in part], 4, config, seed=0)
+    cold = TfidfModel.fit(rows, labels, 4, config, seed=0)
+    warm = TfidfModel.fit(rows, labels, 4, config, seed=0, init=init)
+    assert warm.classifier.n_iter_[0] < cold.classifier.n_iter_[0]
+    np.testing.assert_allclose(warm.predict_proba(rows), cold.predict_proba(rows), atol=0.02)
+
+
+def test_analysed_rows_need_no_kiwi_model_after_it_is_unloaded():
+    pytest.importorskip("kiwipiepy", reason="kiwipiepy (a dependency) is not installed on this machine")
+    from re_pipeline.data import morphemes
+
+    sentences = ["이순신은 조선 중기의 무신이다.", "삼성전자는 1969년에 세워졌다."]
+    morphemes.analyse_then_unload(sentences)
+    assert morphemes._kiwi.cache_info().currsize == 0
+    assert [form for form, *_ in morphemes.analyses(sentences[:1])[0]][:2] == ["이순신", "은"]
+    assert morphemes._kiwi.cache_info().currsize == 0  # read from the cache: the model stays unloaded
+    morphemes.analyses(["세종은 한글을 만들었다."])
+    assert morphemes._kiwi.cache_info().currsize == 1  # a new sentence loads it again

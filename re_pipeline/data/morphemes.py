@@ -5,7 +5,7 @@ skipped, and their offsets move with the inserted spaces.
 
 Kiwi (`kiwipiepy`, a maintained Korean morphological analyzer whose model ships as a package) finds the
 boundaries and the tagged morphemes of the TF-IDF morpheme view; results are cached per text for the life of
-the process.
+the process, and the model is loaded again only when a new text needs it.
 """
 
 from __future__ import annotations
@@ -28,9 +28,17 @@ _ANALYSES: dict[str, tuple[tuple[str, str, int, int], ...]] = {}
 def analyses(sentences: list[str]) -> list[tuple[tuple[str, str, int, int], ...]]:
     """Kiwi's morphemes of each sentence: (form, tag, start, length) with character offsets."""
     todo = [s for s in dict.fromkeys(sentences) if s not in _ANALYSES]
-    for sentence, tokens in zip(todo, _kiwi().tokenize(todo)):
-        _ANALYSES[sentence] = tuple((t.form, t.tag, t.start, t.len) for t in tokens)
+    if todo:  # the model loads only for sentences not yet analysed
+        for sentence, tokens in zip(todo, _kiwi().tokenize(todo)):
+            _ANALYSES[sentence] = tuple((t.form, t.tag, t.start, t.len) for t in tokens)
     return [_ANALYSES[s] for s in sentences]
+
+
+def analyse_then_unload(sentences: list[str]) -> None:
+    """Analyse `sentences` now, then unload Kiwi's model (about 0.5 GiB resident) until a sentence not yet analysed
+    needs it: a TF-IDF run analyses all its rows first, so the model is gone before the solver's memory peaks."""
+    analyses(sentences)
+    _kiwi.cache_clear()
 
 
 def boundaries(sentences: list[str]) -> list[tuple[int, ...]]:

@@ -32,7 +32,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
 from ..data.markers import MarkerConfig, mark
-from ..data.morphemes import entity_morphemes, space_examples
+from ..data.morphemes import analyse_then_unload, entity_morphemes, space_examples
 from ..data.schema import Example
 from ..errors import PipelineError
 from ..typed_config import check, option
@@ -136,6 +136,12 @@ class TfidfConfig:
         return tuple(self.char_ngrams if view == "char" else self.token_ngrams)
 
 
+def prepare(examples: list[Example], config: TfidfConfig) -> None:
+    """Before a run's first fit, on all its rows: the morpheme view's analyses, Kiwi's model unloaded after."""
+    if "morpheme" in config.views:
+        analyse_then_unload([ex.sentence for ex in examples])
+
+
 def texts(examples: list[Example], markers: MarkerConfig) -> TfidfInputs:
     """The inputs of `examples`: type pairs, sentences marked as `markers` say (morpheme-spaced with
     `markers.morphemes`), and the rows."""
@@ -160,6 +166,36 @@ def vectorizer(view: str, ngrams: tuple[int, int], **kwargs) -> TfidfVectorizer:
     )
 
 
+def warm_start(
+    classifier: LogisticRegression, init: TfidfModel, vectorizers: dict[str, TfidfVectorizer], classes: np.ndarray
+) -> None:
+    """Start `classifier` from `init`'s coefficients, matched by view and n-gram and by class (0 for n-grams and
+    classes `init` has not seen). The refit starts from the validated fold's model this way: same rows mostly,
+    so the solver needs about a third fewer iterations (BENCHMARKS.md, "Peak memory and time")."""
+    if len(classes) < 3 or len(init.classifier.classes_) < 3:
+        return  # binary problems keep one coefficient row: nothing to match by class
+    old_columns: dict[tuple[str, str], int] = {}  # (view, n-gram) -> its column in init's features
+    for view, v in init.vectorizers.items():
+        base = len(old_columns)
+        old_columns.update({(view, term): base + column for term, column in v.vocabulary_.items()})
+    new_cols, old_cols, base = [], [], 0
+    for view, v in vectorizers.items():
+        for term, column in v.vocabulary_.items():
+            old = old_columns.get((view, term))
+            if old is not None:
+                new_cols.append(base + column)
+                old_cols.append(old)
+        base += len(v.vocabulary_)
+    old_rows = {label: row for row, label in enumerate(init.classifier.classes_.tolist())}
+    coef, intercept = np.zeros((len(classes), base)), np.zeros(len(classes))
+    for row, label in enumerate(classes.tolist()):
+        if label in old_rows:
+            coef[row, new_cols] = init.classifier.coef_[old_rows[label], old_cols]
+            intercept[row] = init.classifier.intercept_[old_rows[label]]
+    classifier.set_params(warm_start=True)
+    classifier.coef_, classifier.intercept_ = coef, intercept
+
+
 class TfidfModel:
     """Fitted vectorizers (one per view), a classifier over the label set's ids, and the type-pair prior mixed
     in with weight `prior_weight` (None when 0)."""
@@ -177,14 +213,23 @@ class TfidfModel:
 
     @classmethod
     def fit(
-        cls, inputs: TfidfInputs, labels: list[int], num_labels: int, config: TfidfConfig, seed: int
+        cls,
+        inputs: TfidfInputs,
+        labels: list[int],
+        num_labels: int,
+        config: TfidfConfig,
+        seed: int,
+        init: TfidfModel | None = None,
     ) -> TfidfModel:
+        """`init`: a fitted model whose coefficients start the solver (`warm_start`); the optimum is the same."""
         vectorizers = {
             view: vectorizer(view, config.ngrams(view), min_df=config.min_df, max_features=config.max_features)
             for view in config.views
         }
         features = hstack([v.fit_transform(VIEWS[view].text(inputs)) for view, v in vectorizers.items()]).tocsr()
         classifier = LogisticRegression(C=config.c, max_iter=config.max_iter, random_state=seed)
+        if init is not None:
+            warm_start(classifier, init, vectorizers, np.unique(labels))
         classifier.fit(features, labels)
         prior = None
         if config.prior_weight > 0:
@@ -265,8 +310,15 @@ class LengthBuckets:
 
     @classmethod
     def fit(
-        cls, inputs: TfidfInputs, labels: list[int], num_labels: int, config: TfidfConfig, seed: int
+        cls,
+        inputs: TfidfInputs,
+        labels: list[int],
+        num_labels: int,
+        config: TfidfConfig,
+        seed: int,
+        init: LengthBuckets | None = None,
     ) -> LengthBuckets:
+        """`init`: fitted buckets whose models start each bucket's solver (when the bucket count is the same)."""
         n, labels = config.length_buckets, np.asarray(labels)
         edges = np.quantile(inputs.lengths(), np.arange(1, n) / n).tolist()
         which = cls.buckets(edges, inputs)
@@ -279,7 +331,8 @@ class LengthBuckets:
                     f"model.tfidf.length_buckets: bucket {bucket + 1} of {n} (length edges {edges}) has "
                     f"{len(rows)} training rows with fewer than two labels; use fewer buckets"
                 )
-            models.append(TfidfModel.fit(inputs.take(rows), labels[rows].tolist(), num_labels, single, seed))
+            start = init.models[bucket] if init is not None and len(init.models) == n else None
+            models.append(TfidfModel.fit(inputs.take(rows), labels[rows].tolist(), num_labels, single, seed, start))
         return cls(edges, models)
 
     def predict_proba(self, inputs: TfidfInputs) -> np.ndarray:
@@ -304,11 +357,17 @@ class LengthBuckets:
 
 
 def fit(
-    inputs: TfidfInputs, labels: list[int], num_labels: int, config: TfidfConfig, seed: int
+    inputs: TfidfInputs,
+    labels: list[int],
+    num_labels: int,
+    config: TfidfConfig,
+    seed: int,
+    init: TfidfModel | LengthBuckets | None = None,
 ) -> TfidfModel | LengthBuckets:
-    """A model per length bucket when `config.length_buckets` > 1, else one model."""
+    """A model per length bucket when `config.length_buckets` > 1, else one model; `init` (a fitted model, used
+    when it is of the same shape) starts the solver."""
     model = LengthBuckets if config.length_buckets > 1 else TfidfModel
-    return model.fit(inputs, labels, num_labels, config, seed)
+    return model.fit(inputs, labels, num_labels, config, seed, init if isinstance(init, model) else None)
 
 
 def load(model_dir: Path) -> TfidfModel | LengthBuckets:
