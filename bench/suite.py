@@ -161,6 +161,17 @@ def measure_memory(data: str, repeats: int) -> dict:
     }
 
 
+def measure_default_run(data: str, repeats: int) -> dict:
+    import default_run
+
+    runs = [default_run.main(data) for _ in range(repeats)]
+    return {
+        "seconds": spread([r["seconds"] for r in runs]),
+        "peak_rss_gib": spread([r["peak_rss_gib"] for r in runs], 2),
+        "scores": [{k: v for k, v in r.items() if k not in ("seconds", "peak_rss_gib")} for r in runs],
+    }
+
+
 def measure_ddp(data: str, repeats: int) -> dict:
     import ddp_bench
 
@@ -363,6 +374,26 @@ def render_memory(r: dict) -> str:
     return "\n".join(lines)
 
 
+def render_default_run(r: dict) -> str:
+    scores = r["scores"][0]
+    public = (
+        f"{scores['public_micro_f1']:.2f} / {scores['public_auprc']:.2f}"
+        if "public_micro_f1" in scores
+        else "not scored"
+    )
+    same = all(s == scores for s in r["scores"])
+    return "\n".join(
+        [
+            "| wall seconds | peak RSS GiB | validation micro-F1 / AUPRC | public micro-F1 / AUPRC |",
+            "|---:|---:|---:|---:|",
+            f"| {fmt(r['seconds'])} | {fmt(r['peak_rss_gib'], 2)} | {scores['val_micro_f1']:.2f} / {scores['val_auprc']:.2f} | {public} |",
+            "",
+            f"`re-pipeline train -d DATA` in a fresh process, {len(r['scores'])} run(s); the peak is the process's own "
+            f"resident memory (`os.wait4`). The scores were {'the same in every run' if same else 'not the same in every run'}.",
+        ]
+    )
+
+
 def render_ddp(r: dict) -> str:
     (one, one_v), (two, two_v) = r["settings"].items()
     ratio = two_v["median"] / one_v["median"]
@@ -475,6 +506,12 @@ SECTIONS = {
         "bench/train_speed_bench.py [--bf16] [--compile]",
         measure_cpu_levers,
         render_cpu_levers,
+    ),
+    "default_run": (
+        "The default run end to end: time, peak memory, scores",
+        "bench/default_run.py",
+        measure_default_run,
+        render_default_run,
     ),
     "memory": ("Peak memory and time of each stage", "bench/stage_memory.py", measure_memory, render_memory),
     "ddp": ("Data-parallel training: one process against two", "bench/ddp_bench.py", measure_ddp, render_ddp),

@@ -14,6 +14,7 @@ from re_pipeline.pipeline import run_pipeline
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
+import default_run  # noqa: E402
 import stage_memory  # noqa: E402
 import suite  # noqa: E402
 import variants  # noqa: E402
@@ -137,3 +138,17 @@ def test_the_quality_table_states_the_margin_over_tf_idf_and_each_epoch():
     assert "| micro-F1 | 68.87 | 73.87 |" in text and "| AUPRC | 49.19 | 58.19 |" in text
     assert "| no TAPT | `—` | 60.00 | 35.00 | 0.30 | — | 9.0 | run-no TAPT |" in text
     assert "Mean of the 2 ablation runs' probabilities: micro-F1 66.00, AUPRC 45.50." in text
+
+
+def test_the_default_run_bench_times_a_real_run_in_its_own_process(tmp_path):
+    write_sample(tmp_path / "data", n_train=120, n_test=20)
+    row = default_run.main(str(tmp_path / "data"), ["model.tfidf.views=[word]", "model.tfidf.min_df=1"], score=False)
+    assert row["seconds"] > 0 and 0.05 < row["peak_rss_gib"] < 8
+    assert 0 <= row["val_micro_f1"] <= 100 and "public_micro_f1" not in row
+    runs = {"seconds": suite.spread([170.0, 180.0]), "peak_rss_gib": suite.spread([2.5, 2.56, 2.61], 2)}
+    text = suite.render_default_run({**runs, "scores": [row, row]})
+    assert (
+        f"| 175.0 (170.0–180.0) | 2.56 (2.50–2.61) | {row['val_micro_f1']:.2f} / {row['val_auprc']:.2f} | not scored |"
+        in text
+    )
+    assert "the same in every run" in text

@@ -1,0 +1,69 @@
+"""The default config end to end, as a user runs it: `re-pipeline train -d DATA` in a fresh process. Reports its wall
+time, its peak resident memory, its validation scores, and its public-leaderboard scores when the scorer
+(../shared/tools/leaderboard.py) is there.
+
+The peak is the child's own, from `os.wait4`. The run, its submission and any cache go to a temporary folder.
+
+Usage: python bench/default_run.py [--data ../shared/data/klue-re] [-s key=value ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from leaderboard_scores import SHARED, public_score
+
+DEFAULT = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
+
+
+def main(data: str, overrides: list[str] = (), score: bool = True) -> dict:
+    """One run of the default config (with `overrides`) on `data`: seconds, peak RSS (GiB), validation scores and,
+    with `score` (for the competition's test only), public-leaderboard scores."""
+    sets = [arg for key in overrides for arg in ("-s", key)]
+    with tempfile.TemporaryDirectory() as tmp:
+        command = [
+            sys.executable,
+            "-m",
+            "re_pipeline",
+            "train",
+            "-c",
+            str(DEFAULT),
+            "-d",
+            str(Path(data).resolve()),
+            *sets,
+        ]
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+        started = time.perf_counter()
+        child = subprocess.Popen(
+            [*command, "--run-dir", "run"], cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        _, status, usage = os.wait4(child.pid, 0)  # this child's own peak, not the largest of all children
+        seconds = time.perf_counter() - started
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise SystemExit(f"{' '.join(command)} failed:\n{child.stderr.read().decode()[-3000:]}")
+        child.stderr.close()
+        result = json.loads((Path(tmp) / "run" / "result.json").read_text(encoding="utf-8"))
+        row = {
+            "seconds": round(seconds, 1),
+            "peak_rss_gib": round(usage.ru_maxrss / 2**20, 3),  # ru_maxrss is in KiB on Linux
+            "val_micro_f1": result["metrics"]["micro_f1"],
+            "val_auprc": result["metrics"]["auprc"],
+        }
+        if score and (SHARED / "tools" / "leaderboard.py").exists() and result.get("submission"):
+            row.update(public_score(Path(tmp) / result["submission"]))
+    return row
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="../shared/data/klue-re")
+    parser.add_argument("-s", "--set", dest="overrides", action="append", default=[])
+    args = parser.parse_args()
+    print(json.dumps(main(args.data, args.overrides), indent=2))
