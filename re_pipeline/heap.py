@@ -2,7 +2,8 @@
 
 glibc's malloc keeps the memory that a training step's many short-lived buffers free inside its heap instead of
 returning it: on full KLUE-RE, TAPT's resident memory grew from 2.1 to 2.8 GiB in 300 steps that way.
-`malloc_trim(0)` returns the free pages; called every 50 steps it cost no time (BENCHMARKS.md, "Peak memory").
+`malloc_trim(0)` returns the free pages; called every 50 steps it cost no time (BENCHMARKS.md, "Peak memory and
+time of each stage").
 Written by hand because neither torch nor transformers exposes it. Where the C library is not glibc (macOS,
 musl) there is no `malloc_trim` and this does nothing.
 """

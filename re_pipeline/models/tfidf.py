@@ -171,7 +171,7 @@ def warm_start(
 ) -> None:
     """Start `classifier` from `init`'s coefficients, matched by view and n-gram and by class (0 for n-grams and
     classes `init` has not seen). The refit starts from the validated fold's model this way: same rows mostly,
-    so the solver needs about a third fewer iterations (BENCHMARKS.md, "Peak memory and time")."""
+    so the solver needs about a third fewer iterations (BENCHMARKS.md, "The default run end to end")."""
     if len(classes) < 3 or len(init.classifier.classes_) < 3:
         return  # binary problems keep one coefficient row: nothing to match by class
     old_columns: dict[tuple[str, str], int] = {}  # (view, n-gram) -> its column in init's features
