@@ -41,14 +41,16 @@ def main(data: str, overrides: list[str] = (), score: bool = True) -> dict:
         ]
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
         started = time.perf_counter()
-        child = subprocess.Popen(
-            [*command, "--run-dir", "run"], cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
-        _, status, usage = os.wait4(child.pid, 0)  # this child's own peak, not the largest of all children
+        log = Path(tmp) / "train.log"
+        with open(log, "wb") as err:  # a file, not a pipe: a pipe nobody reads fills up and stalls the run
+            child = subprocess.Popen(
+                [*command, "--run-dir", "run"], cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=err
+            )
+            _, status, usage = os.wait4(child.pid, 0)  # this child's own peak, not the largest of all children
+        child.returncode = os.waitstatus_to_exitcode(status)
         seconds = time.perf_counter() - started
-        if os.waitstatus_to_exitcode(status) != 0:
-            raise SystemExit(f"{' '.join(command)} failed:\n{child.stderr.read().decode()[-3000:]}")
-        child.stderr.close()
+        if child.returncode != 0:
+            raise SystemExit(f"{' '.join(command)} failed:\n{log.read_text(errors='replace')[-3000:]}")
         result = json.loads((Path(tmp) / "run" / "result.json").read_text(encoding="utf-8"))
         row = {
             "seconds": round(seconds, 1),

@@ -20,7 +20,7 @@ from transformers import TrainerCallback
 def _malloc_trim():
     try:
         return ctypes.CDLL(None).malloc_trim  # the process's own C library
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):  # TypeError: Windows has no process-wide C library handle
         return None
 
 

@@ -282,7 +282,7 @@ def train_classical(k, fold_dir, fold_train, fold_val, test_examples, test_ds, i
     log(f"{label}: {config.model.kind} on {len(fold_train):,} rows")
     started = time.time()
     fit, last = kind.fit, fold_dir.parent / f"fold{k - 1}" / kind.folder
-    if fold_dir.name == REFIT and kind.warm_start and last.exists():
+    if fold_dir.name == REFIT and kind.warm_start and (last.parent / "fold.json").exists():  # written after the model
         log(f"{label}: the solver starts from fold {k}'s model")
         fit = partial(kind.fit, init=kind.load(last))
     with stage(inputs.bars, f"{label}: {config.model.kind}"):  # no steps to count: a bar per stage
@@ -428,6 +428,7 @@ def run_pipeline(
     refit = t.refit == "always" or (t.refit == "auto" and config.model.kind in CLASSICAL)
     if refit and test_examples and any(len(split.val) for split in splits):
         log(f"refit: every row ({len(examples):,}) trains the model that predicts the test")
+        state.wait_for_everyone()  # rank 0 has saved the last fold, which a warm-started refit reads
         set_seed(config.seed)
         whole = train_fold(len(splits), run_dir / REFIT, examples, [], test_examples, test_ds, inputs, log)
         test_probs, folds[REFIT] = [whole.test_probs], whole.info

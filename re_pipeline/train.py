@@ -63,7 +63,8 @@ class TrainConfig:
     refit: str = option(
         "auto",
         "after validation, train once more on every row and predict the test with that model alone (the "
-        "validated folds keep the scores): auto (for the classical kinds, whose fit takes minutes) | always | never",
+        "validated folds keep the scores; a TF-IDF refit's solver starts from the last fold's solution): auto (for "
+        "the classical kinds, whose fit takes minutes) | always | never",
     )
     eval_steps: int | None = option(None, "evaluate every N steps (null: every epoch)")
     early_stopping_patience: int = option(3, "evaluations without a better micro-F1 before stopping (0: never)")

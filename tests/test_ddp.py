@@ -60,3 +60,27 @@ def test_two_processes_train_one_run_near_the_single_process_result(tmp_path, mo
     for metric, tolerance in TOLERANCE.items():
         assert abs(got[metric] - expected[metric]) <= tolerance, (metric, got, expected)
     assert load_config(run / "config.yaml").train.batch_size == 8
+
+
+def test_a_tfidf_run_under_torchrun_writes_what_one_process_does(tmp_path, monkeypatch):
+    """Every rank fits the classical model; rank 0 writes. The refit starts from the fold's model, which rank 0
+    saves: the ranks wait for it, so the submission equals the single process's."""
+    import numpy as np
+
+    monkeypatch.chdir(tmp_path)
+    train, test = write_sample("data", n_train=150, n_test=30)
+    overrides = ["model.tfidf.views=[word]", "model.tfidf.min_df=1", f"data.train={train}", f"data.test={test}"]
+    single = run_pipeline(load_config(None, overrides), tmp_path / "single", tmp_path / "s", log=lambda m: None)
+    (tmp_path / "empty.yaml").write_text("{}\n", encoding="utf-8")
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    done = subprocess.run(
+        [*torchrun, "-m", "re_pipeline", "train", "-c", "empty.yaml", *[a for o in overrides for a in ("-s", o)]],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr.count("the solver starts from fold 1's model") == 1  # logged by rank 0 only
+    (run,) = (p for p in (tmp_path / "runs").iterdir() if p.is_dir())
+    np.testing.assert_allclose(np.load(run / "test_probs.npy"), np.load(single / "test_probs.npy"), atol=1e-12)

@@ -171,7 +171,8 @@ def warm_start(
 ) -> None:
     """Start `classifier` from `init`'s coefficients, matched by view and n-gram and by class (0 for n-grams and
     classes `init` has not seen). The refit starts from the validated fold's model this way: same rows mostly,
-    so the solver needs about a third fewer iterations (BENCHMARKS.md, "The default run end to end")."""
+    so the solver needs about a third fewer iterations (BENCHMARKS.md, "The default run end to end"). The refit's
+    result then depends a little on the fold (on the seed): public scores of seeds 42 and 7 differ by about 0.1."""
     if len(classes) < 3 or len(init.classifier.classes_) < 3:
         return  # binary problems keep one coefficient row: nothing to match by class
     old_columns: dict[tuple[str, str], int] = {}  # (view, n-gram) -> its column in init's features
@@ -221,7 +222,8 @@ class TfidfModel:
         seed: int,
         init: TfidfModel | None = None,
     ) -> TfidfModel:
-        """`init`: a fitted model whose coefficients start the solver (`warm_start`); the optimum is the same."""
+        """`init`: a fitted model whose coefficients start the solver (`warm_start`). The solver stops within its
+        tolerance of the same optimum, so the result is close to a fit from zeros, not equal to it."""
         vectorizers = {
             view: vectorizer(view, config.ngrams(view), min_df=config.min_df, max_features=config.max_features)
             for view in config.views
