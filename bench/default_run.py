@@ -13,12 +13,12 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from leaderboard_scores import SHARED, public_score
+from sweep import train_command
 
 DEFAULT = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
 
@@ -26,26 +26,13 @@ DEFAULT = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
 def main(data: str, overrides: list[str] = (), score: bool = True) -> dict:
     """One run of the default config (with `overrides`) on `data`: seconds, peak RSS (GiB), validation scores and,
     with `score` (for the competition's test only), public-leaderboard scores."""
-    sets = [arg for key in overrides for arg in ("-s", key)]
     with tempfile.TemporaryDirectory() as tmp:
-        command = [
-            sys.executable,
-            "-m",
-            "re_pipeline",
-            "train",
-            "-c",
-            str(DEFAULT),
-            "-d",
-            str(Path(data).resolve()),
-            *sets,
-        ]
+        command = train_command(DEFAULT, Path(data).resolve(), "run", list(overrides))
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
         started = time.perf_counter()
         log = Path(tmp) / "train.log"
         with open(log, "wb") as err:  # a file, not a pipe: a pipe nobody reads fills up and stalls the run
-            child = subprocess.Popen(
-                [*command, "--run-dir", "run"], cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=err
-            )
+            child = subprocess.Popen(command, cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=err)
             _, status, usage = os.wait4(child.pid, 0)  # this child's own peak, not the largest of all children
         child.returncode = os.waitstatus_to_exitcode(status)
         seconds = time.perf_counter() - started

@@ -48,6 +48,12 @@ def variants(path: Path) -> tuple[str, dict[str, tuple[str, list[str]]]]:
     return spec["base"], out
 
 
+def train_command(config: str | Path, data: str | Path, run_dir: str | Path, sets: list[str]) -> list[str]:
+    """`python -m re_pipeline train` on `config` and `data` into `run_dir`, with `--set` overrides."""
+    command = [sys.executable, "-m", "re_pipeline", "train", "-c", str(config), "--data", str(data)]
+    return [*command, "--run-dir", str(run_dir), *[arg for item in sets for arg in ("--set", item)]]
+
+
 class Sweep:
     def __init__(self, args):
         self.args, self.lock = args, threading.Lock()
@@ -63,20 +69,7 @@ class Sweep:
             self.record(name, {"status": "not started (deadline)"})
             return
         run_dir = Path(self.args.runs) / name
-        command = [
-            sys.executable,
-            "-m",
-            "re_pipeline",
-            "train",
-            "-c",
-            config,
-            "--data",
-            self.args.data,
-            "--run-dir",
-            str(run_dir),
-        ]
-        for item in [*self.args.set, *sets]:
-            command += ["--set", item]
+        command = train_command(config, self.args.data, run_dir, [*self.args.set, *sets])
         started = time.time()
         log = Path(self.args.runs) / f"{name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)

@@ -425,7 +425,7 @@ def run_pipeline(
         folds[f"fold{k}"] = fold.info
     if only_folds is not None:
         return run_dir
-    refit = t.refit == "always" or (t.refit == "auto" and config.model.kind in CLASSICAL)
+    refit = t.refit == "always" or (t.refit == "auto" and kind is not None)
     if refit and test_examples and any(len(split.val) for split in splits):
         log(f"refit: every row ({len(examples):,}) trains the model that predicts the test")
         state.wait_for_everyone()  # rank 0 has saved the last fold, which a warm-started refit reads
