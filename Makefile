@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_HOME := $(CURDIR)/.hf_home
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install lock lint test-latest train tapt predict ensemble hpsearch jobs bench test clean-data
+.PHONY: install lock lint test-latest test-full-data train tapt predict ensemble hpsearch jobs bench test clean-data
 
 # Installs exactly what requirements.lock pins (versions and hashes, every dependency), then the project
 # itself without dependencies, then checks the result with `pip check`.
@@ -79,6 +79,10 @@ jobs: install
 # finished runs with the same resolved config are reused.
 bench: install
 	$(BIN)/python bench/suite.py --data $(or $(DATA),../shared/data/klue-re) $(BENCH_ARGS)
+
+# make test-full-data: the checks over all of ../shared/data that `make test` leaves out (tens of minutes)
+test-full-data: install
+	$(BIN)/pytest -m full_data
 
 # On a machine with a GPU, the tests marked cpu_exact (bit-exact only on CPU) run in a second pass on the CPU.
 test: install

@@ -22,10 +22,11 @@ from .ensemble import run_ensemble
 from .errors import PipelineError
 from .hpsearch import run_hpsearch
 from .html_report import write_comparison, write_index, write_report
-from .io_utils import atomic_write, read_json
+from .io_utils import CACHE, atomic_write, read_json
 from .jobs import run_jobs
 from .labels import resolve_label_set
 from .leaderboard import add_score, run_of_submission
+from .models.packaged import PACKAGED, backbone_folder, is_packaged
 from .pipeline import distributed, run_pipeline, run_tapt_stage
 from .predict import predict_file
 from .progress import console_stages
@@ -356,6 +357,25 @@ app.add_typer(config_app, name="config")
 def config_show(config: Path | None = ConfigOpt, set_: list[str] | None = SetOpt):
     """Print the resolved config (the defaults, or FILE with --set overrides) as YAML, each key with its help."""
     typer.echo(render(_config(config, set_)), nl=False)
+
+
+backbone_app = typer.Typer(no_args_is_help=True, help="Packaged backbones (multilingual-e5-small, E5S1 .bin files).")
+app.add_typer(backbone_app, name="backbone")
+
+
+@backbone_app.command("prepare")
+@user_errors
+def backbone_prepare(
+    name: str = typer.Argument(..., help="multilingual-e5-small, or a path to an E5S1 .bin file"),
+    cache: Path = typer.Option(CACHE, "--cache", help="the project's cache folder"),
+):
+    """Convert a packaged backbone into a transformers folder (once; later runs reuse it) and print the folder last."""
+    if not is_packaged(name):
+        raise PipelineError(
+            f"{name!r} is not a packaged backbone: use one of {', '.join(PACKAGED)} or a path to a .bin file"
+        )
+    folder = backbone_folder(name, cache, log=lambda msg: console.print(msg, markup=False))
+    typer.echo(folder.resolve())
 
 
 RunsDirOpt = typer.Option(Path("runs"), "--runs-dir", help="folder holding the run folders")

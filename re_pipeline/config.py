@@ -18,6 +18,7 @@ from .data.clean import CleanConfig
 from .data.load import DataConfig
 from .data.markers import MarkerConfig
 from .errors import PipelineError
+from .models.packaged import is_packaged
 from .models.relation import ModelConfig
 from .search_space import SearchConfig
 from .tapt import TaptConfig
@@ -42,6 +43,11 @@ class Config:
 
     def __post_init__(self) -> None:
         backbone = self.model.backbone
+        if backbone.trim_vocab:
+            packaged = f"false for {backbone.name or 'the offline default'} (trimming is for packaged backbones)"
+            check("model.backbone.trim_vocab", is_packaged(backbone.name), packaged, True)
+            frozen = "false with model.peft (the frozen base keeps its full vocabulary)"
+            check("model.backbone.trim_vocab", not self.model.peft.enabled, frozen, True)
         if backbone.name is None:  # the offline default's positions must hold the longest input
             room = f"at least train.max_length + 2 ({self.train.max_length + 2})"
             check(

@@ -15,6 +15,8 @@ from typing import TextIO
 
 from .errors import PipelineError
 
+CACHE = Path(".cache")  # project-local: trained tokenizers, TAPT checkpoints, converted and trimmed backbones
+
 
 @contextlib.contextmanager
 def atomic_write(path: str | Path, encoding: str = "utf-8") -> Iterator[TextIO]:

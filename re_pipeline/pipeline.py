@@ -37,21 +37,25 @@ from .data.features import (
     window_note,
 )
 from .data.load import LoadedData, check_test_labels, load_configured
-from .data.morphemes import space_sentences
+from .data.markers import mark
+from .data.morphemes import space_examples, space_sentences
 from .data.schema import Example
 from .data.split import Fold, split_rows
 from .errors import PipelineError
 from .heap import release_heap
 from .hf_trainer import resume_training
 from .html_report import write_report
-from .io_utils import atomic_dir, atomic_write, read_json, write_json
+from .io_utils import CACHE, atomic_dir, atomic_write, read_json, write_json
 from .labels import LabelSet
 from .metrics import compute_metrics, per_class_report
 from .models.backbone import build_encoder, default_tokenizer, load_encoder, load_tokenizer
 from .models.classical import CLASSICAL
+from .models.packaged import backbone_folder, is_packaged
 from .models.peft import new_token_ids, trainable_parameters
 from .models.relation import RelationModel, build_model
 from .models.store import save_relation_model
+from .models.trim import RECORD as TRIM_RECORD
+from .models.trim import kept_ids, trim_record, trimmed_folder
 from .prior import PRIOR_SHIFTS
 from .progress import StageBars, stage
 from .reports import write_reports
@@ -60,8 +64,6 @@ from .shift import shift_tables, weights_like_test
 from .submission import validate_submission, with_quarantined_rows, write_submission
 from .tapt import run_tapt
 from .train import REFIT, last_checkpoint, make_trainer, predict_probs
-
-CACHE = Path(".cache")  # trained tokenizers and TAPT checkpoints, keyed by their inputs
 
 
 def _digest(*parts) -> str:
@@ -101,22 +103,27 @@ def prepare_backbone(
     cache: Path = CACHE,
     saved: Path | None = None,
     bars: StageBars | None = None,
+    examples: list[Example] = (),
 ) -> tuple[Any, str | None]:
     """The tokenizer (the run's `saved` one when resuming) and where the encoder comes from (None: a fresh default).
+    `examples`: the run's rows, whose marked texts decide a trimmed vocabulary (`model.backbone.trim_vocab`).
     `bars`: progress bars for the tokenizer and TAPT stages (None: the libraries' own output)."""
     backbone = config.model.backbone
     with distributed().main_process_first():  # rank 0 trains and caches a tokenizer; the other ranks then read it
-        if saved is not None and (saved / "tokenizer.json").exists():
-            tokenizer, source = load_tokenizer(str(saved)), backbone.name
-        elif backbone.name:
-            tokenizer, source = load_tokenizer(backbone.name), backbone.name
-        else:
+        if backbone.name is None:
             tok_dir = cache / "tokenizers" / _digest(sorted(sentences), backbone.vocab_size)
             log(f"tokenizer: {'cached' if (tok_dir / 'tokenizer.json').exists() else 'training'} ({tok_dir})")
             if not (tok_dir / "tokenizer.json").exists():
                 with atomic_dir(tok_dir) as tmp, stage(bars, "tokenizer"):
                     default_tokenizer(sentences, backbone, tmp, show_progress=bars is None)
             tokenizer, source = load_tokenizer(str(tok_dir)), None
+        elif is_packaged(backbone.name):
+            source = str(packaged_source(config, sentences, examples, log, cache))
+            tokenizer = load_tokenizer(source)
+        else:
+            tokenizer, source = load_tokenizer(backbone.name), backbone.name
+        if saved is not None and (saved / "tokenizer.json").exists():
+            tokenizer = load_tokenizer(str(saved))
     if config.tapt.enabled:
         vocab = sorted(tokenizer.backend_tokenizer.get_vocab(with_added_tokens=False).items())
         tapt_dir = cache / "tapt" / _digest(sorted(sentences), asdict(backbone), asdict(config.tapt), vocab)
@@ -125,9 +132,29 @@ def prepare_backbone(
         else:
             log(f"TAPT: {config.tapt.total_steps(len(sentences))} masked-LM steps on {len(sentences):,} sentences")
             with atomic_dir(tapt_dir) as tmp:  # every rank trains (data parallel); the first to finish publishes
-                run_tapt(sentences, tokenizer, backbone, config.tapt, tmp, (bars,) if bars else ())
+                run_tapt(sentences, tokenizer, source, backbone, config.tapt, tmp, (bars,) if bars else ())
+                if trim_record(source):  # a TAPT model of a trimmed backbone is expanded like one
+                    shutil.copy(Path(source) / TRIM_RECORD, tmp / TRIM_RECORD)
         source = str(tapt_dir)
     return tokenizer, source
+
+
+def packaged_source(config: Config, sentences: list[str], examples: list[Example], log, cache: Path) -> Path:
+    """The converted folder of a packaged backbone, trimmed to what the run tokenizes when the config says so:
+    the sentences (TAPT's input) and every example as its format marks it, with the format's tokens added."""
+    backbone, markers = config.model.backbone, config.markers
+    full = backbone_folder(backbone.name, cache, log)
+    if not backbone.trims(config.model.peft.enabled):
+        return full
+    tokenizer = load_tokenizer(str(full))
+    prepare_tokenizer(tokenizer, markers, {e.type for ex in examples for e in (ex.subject, ex.object)})
+    marked = [
+        mark(ex, markers, tokenizer.sep_token) for ex in (space_examples(examples) if markers.morphemes else examples)
+    ]
+    texts = [*sentences, *(m.text for m in marked), *(m.first for m in marked if m.first)]
+    kept = kept_ids(tokenizer, texts)
+    log(f"backbone: vocabulary trimmed to the {len(kept):,} of {tokenizer.vocab_size:,} pieces the run's texts use")
+    return trimmed_folder(full, backbone.name, kept, cache)
 
 
 @dataclass(frozen=True)
@@ -455,11 +482,12 @@ def prepare_run(
     if config.model.kind in CLASSICAL:
         return RunInputs(config, None, train.label_set, None, callbacks)
     state = distributed()
+    examples = train.examples + (test.examples if test else [])
+    sentences = task_sentences(config, train, test)
     tokenizer, source = prepare_backbone(
-        config, task_sentences(config, train, test), log, cache, saved=run_dir / "tokenizer", bars=bars
+        config, sentences, log, cache, saved=run_dir / "tokenizer", bars=bars, examples=examples
     )
     state.wait_for_everyone()  # every rank has read the run's tokenizer before rank 0 writes it
-    examples = train.examples + (test.examples if test else [])
     prepare_tokenizer(tokenizer, config.markers, sorted({e.type for ex in examples for e in (ex.subject, ex.object)}))
     if state.is_main_process:
         with atomic_dir(run_dir / "tokenizer") as tmp:
@@ -564,7 +592,9 @@ def run_tapt_stage(
     with atomic_write(run_dir / "config.yaml") as fh:
         fh.write(to_yaml(config))
     train, test = load_inputs(config)
-    _, source = prepare_backbone(config, task_sentences(config, train, test), log, cache, bars=bars)
+    examples = train.examples + (test.examples if test else [])
+    sentences = task_sentences(config, train, test)
+    _, source = prepare_backbone(config, sentences, log, cache, bars=bars, examples=examples)
     shutil.copytree(source, run_dir / "model", dirs_exist_ok=True)
     tapt_log = read_json(run_dir / "model" / "tapt_log.json")
     result = {

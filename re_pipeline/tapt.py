@@ -176,17 +176,20 @@ def make_collator(tokenizer: Any, config: TaptConfig) -> MaskingCollator:
     return MaskingCollator(tokenizer, config.mlm_probability, config.seed)
 
 
-def build_mlm(backbone: BackboneConfig, vocab_size: int, pad_token_id: int) -> nn.Module:
-    """A MaskedLM model: `backbone.name` (hub name or local path) resized to `vocab_size`, else the
-    offline default XLM-R of the configured size, freshly initialised."""
-    if backbone.name is None:
+def build_mlm(source: str | None, backbone: BackboneConfig, vocab_size: int, pad_token_id: int) -> nn.Module:
+    """A MaskedLM model: the pretrained encoder at `source` (hub name or folder) resized to `vocab_size`, else
+    the offline default XLM-R of the configured size, freshly initialised. A pretrained encoder saved without
+    its MLM head (multilingual-e5-small) gets the library's new one: the decoder tied to the word embeddings,
+    its transform layer and bias initialised fresh."""
+    if source is None:
         return XLMRobertaForMaskedLM(build_config(backbone, vocab_size, pad_token_id))
-    return load_pretrained(AutoModelForMaskedLM, backbone.name, vocab_size)
+    return load_pretrained(AutoModelForMaskedLM, source, vocab_size)
 
 
 def run_tapt(
     sentences: list[str],
     tokenizer: Any,
+    source: str | None,
     backbone: BackboneConfig,
     config: TaptConfig,
     out_dir: str | Path,
@@ -200,7 +203,7 @@ def run_tapt(
     out_dir = Path(out_dir)
     steps = config.total_steps(len(sentences))
     set_seed(config.seed)
-    mlm = build_mlm(backbone, len(tokenizer), tokenizer.pad_token_id)
+    mlm = build_mlm(source, backbone, len(tokenizer), tokenizer.pad_token_id)
     args = TrainingArguments(
         output_dir=str(out_dir),
         run_name="TAPT",

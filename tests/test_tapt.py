@@ -129,7 +129,7 @@ def test_whole_word_masking_masks_all_pieces(tokenizer) -> None:
 
 def test_tiny_run_learns_and_saves_loadable_encoder(tokenizer, tmp_path) -> None:
     config = TaptConfig(steps=20, batch_size=16, learning_rate=5e-3, warmup_ratio=0.0, max_length=32, whole_word=True)
-    out = run_tapt(SENTENCES, tokenizer, TINY, config, tmp_path / "tapt")
+    out = run_tapt(SENTENCES, tokenizer, None, TINY, config, tmp_path / "tapt")
 
     log = json.loads((out / "tapt_log.json").read_text())
     losses = [e["loss"] for e in log["loss"]]

@@ -1,4 +1,5 @@
-"""Encoders: any hub name or local path through AutoModel/AutoTokenizer, or the offline default.
+"""Encoders: any hub name or local path through AutoModel/AutoTokenizer, a packaged file (`packaged.py`),
+or the offline default.
 
 The offline default is a small XLM-R-architecture encoder built from config, with a
 tokenizer trained on the task's own sentences (`models/tokenizer.py`).
@@ -14,6 +15,7 @@ from transformers import AutoModel, AutoTokenizer, XLMRobertaConfig, XLMRobertaM
 
 from ..errors import PipelineError
 from ..typed_config import check, option
+from .packaged import PACKAGED, is_packaged
 from .tokenizer import train_tokenizer
 
 
@@ -31,6 +33,11 @@ class BackboneConfig:
     intermediate_size: int = option(1024, "offline default: feed-forward size")
     max_position: int = option(258, "offline default: position embeddings (max_length + 2)")
     dropout: float = option(0.1, "offline default: dropout in the encoder")
+    trim_vocab: bool | None = option(
+        None,
+        "keep only the embedding rows of the pieces the run's texts use (packaged backbones, full fine-tuning); "
+        "saved models get the full vocabulary back. null: on for packaged backbones unless model.peft is on",
+    )
 
     def __post_init__(self) -> None:
         for key in ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size", "max_position"):
@@ -39,12 +46,17 @@ class BackboneConfig:
         check("model.backbone.num_heads", self.hidden_size % self.num_heads == 0, divides, self.num_heads)
         check("model.backbone.dropout", 0 <= self.dropout < 1, "in [0, 1)", self.dropout)
 
+    def trims(self, peft: bool) -> bool:
+        """Whether a run trims the vocabulary (`peft`: whether model.peft is on)."""
+        return is_packaged(self.name) and not peft if self.trim_vocab is None else self.trim_vocab
+
 
 def offline_hint(name: str) -> str:
     return (
         f"model {name!r} is not in the local cache and the hub is unreachable (offline). Download it once "
         f"on a connected machine (`huggingface-cli download {name} --local-dir models/{name.split('/')[-1]}`), "
-        f"copy the folder here, and set model.backbone.name to that local path"
+        f"copy the folder here, and set model.backbone.name to that local path (or use a packaged backbone: "
+        f"{', '.join(PACKAGED)})"
     )
 
 

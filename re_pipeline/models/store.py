@@ -1,6 +1,7 @@
 """Save and load a trained relation model: encoder config, tokenizer, weights (safetensors), settings.
 
-A PEFT model (`model.peft`) saves only its trainable weights plus where its frozen base encoder
+A model trained on a trimmed vocabulary (`models/trim.py`) records the kept piece ids and is expanded
+back to the full vocabulary on loading. A PEFT model (`model.peft`) saves only its trainable weights plus where its frozen base encoder
 comes from (a hub name, or a folder recorded both absolute and relative to the model folder);
 loading rebuilds the base from there.
 """
@@ -18,11 +19,13 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
 from ..errors import PipelineError
+from ..io_utils import CACHE
 from ..labels import LabelSet
 from ..typed_config import from_dict
 from .backbone import load_encoder
 from .peft import apply_peft, load_peft_state_dict, peft_state_dict
 from .relation import ModelConfig, RelationModel
+from .trim import expand, trim_record
 
 
 def save_relation_model(
@@ -53,6 +56,8 @@ def save_relation_model(
         }
     else:
         save_model(model, str(out_dir / "model.safetensors"))
+    if trim := trim_record(base):
+        meta["trim"] = trim
     (out_dir / "relation_model.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
     return out_dir
 
@@ -88,8 +93,11 @@ def reading(path: Path):
         raise PipelineError(f"{path} cannot be read ({type(exc).__name__}): {DAMAGED}") from None
 
 
-def load_relation_model(model_dir: str | Path) -> tuple[RelationModel, object, LabelSet, list[str]]:
-    """Rebuild the model from its saved settings and load its weights (safetensors only)."""
+def load_relation_model(
+    model_dir: str | Path, cache: Path = CACHE
+) -> tuple[RelationModel, object, LabelSet, list[str]]:
+    """Rebuild the model from its saved settings and load its weights (safetensors only). A model trained on a
+    trimmed vocabulary comes back on the full one (the backbone's file is converted into `cache` if needed)."""
     model_dir = Path(model_dir)
     with reading(model_dir / "relation_model.json"):
         meta = json.loads((model_dir / "relation_model.json").read_text(encoding="utf-8"))
@@ -110,5 +118,7 @@ def load_relation_model(model_dir: str | Path) -> tuple[RelationModel, object, L
             load_peft_state_dict(apply_peft(model, peft["token_ids"]), load_file(str(model_dir / "model.safetensors")))
         else:
             load_model(model, str(model_dir / "model.safetensors"))
+    if meta.get("trim"):
+        tokenizer = expand(model, tokenizer, meta["trim"], cache)
     model.eval()
     return model, tokenizer, label_set, pairs
