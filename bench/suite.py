@@ -147,6 +147,23 @@ def measure_tapt_head(data: str, repeats: int) -> dict:
     }
 
 
+def measure_trim(data: str, repeats: int) -> dict:
+    import trim_bench
+
+    rows, steps, batch = 1024, 20, 32
+    runs = [
+        [in_child(trim_bench.measure, data, trim, rows, steps, batch) for trim in (True, False)]
+        for _ in range(repeats)
+    ]
+    keys = ("train_samples_per_s", "inference_rows_per_s", "peak_rss_GiB")
+    return {
+        "rows_timed": rows,
+        "steps": steps,
+        "batch": batch,
+        "rows": [{**row, **{k: spread([r[i][k] for r in runs], 2) for k in keys}} for i, row in enumerate(runs[0])],
+    }
+
+
 def measure_memory(data: str, repeats: int) -> dict:
     import stage_memory
 
@@ -470,6 +487,22 @@ def render_quality(r: dict) -> str:
     return "\n".join(lines)
 
 
+def render_trim(r: dict) -> str:
+    lines = [
+        f"configs/e5-small.yaml's model, {r['steps']} AdamW steps of {r['batch']} rows and inference over {r['rows_timed']:,} "
+        "training rows, each setting in a fresh process:",
+        "",
+        "| trim_vocab | vocabulary | parameters (M) | train samples/s | inference rows/s | peak RSS (GiB) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in r["rows"]:
+        figures = " | ".join(fmt(row[k], 2) for k in ("train_samples_per_s", "inference_rows_per_s", "peak_rss_GiB"))
+        lines.append(
+            f"| {str(row['trim_vocab']).lower()} | {row['vocabulary']:,} | {row['parameters_M']} | {figures} |"
+        )
+    return "\n".join(lines)
+
+
 def render_peft(r: dict) -> str:
     return "\n".join(
         [
@@ -513,6 +546,12 @@ SECTIONS = {
         "bench/default_run.py",
         measure_default_run,
         render_default_run,
+    ),
+    "e5_trim": (
+        "multilingual-e5-small: what vocabulary trimming saves",
+        "bench/trim_bench.py",
+        measure_trim,
+        render_trim,
     ),
     "memory": ("Peak memory and time of each stage", "bench/stage_memory.py", measure_memory, render_memory),
     "ddp": ("Data-parallel training: one process against two", "bench/ddp_bench.py", measure_ddp, render_ddp),
