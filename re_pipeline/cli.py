@@ -34,6 +34,7 @@ from .reports import write_reports
 from .reproduce import default_tolerance
 from .reproduce import reproduce as rerun
 from .runs import compare_runs, environment_changes, finished, list_runs, metric_rows, resolve_run, run_summary
+from .screen import EPOCHS, FRACTION, run_screen
 from .submission import validate_submission
 
 app = typer.Typer(
@@ -268,6 +269,35 @@ def hpsearch(
     cfg = _config(config, set_)
     resolve_data(cfg, data)
     console.print(f"best config: {run_hpsearch(cfg, trials, storage, study, log=_log)}", highlight=False)
+
+
+@app.command()
+@user_errors
+def screen(
+    configs: list[Path] = typer.Argument(..., help="config files: one screen each, in turn"),
+    data: Path | None = DataOpt,
+    set_: list[str] | None = SetOpt,
+    fraction: float = typer.Option(FRACTION, "--fraction", help="share of the training rows (label-stratified)"),
+    epochs: float = typer.Option(EPOCHS, "--epochs", help="epochs over that share"),
+    out: Path | None = typer.Option(None, "--out", help="the table's JSON file (default runs/screens/<id>.json)"),
+    verbose: bool = VerboseOpt,
+):
+    """Screen configs cheaply: each config's run on a share of the training rows for fewer epochs, validated
+    and predicted in full; a table to rank systems before full runs (agreement: BENCHMARKS.md)."""
+
+    cfgs = [_config(path, set_) for path in configs]
+    for cfg in cfgs:
+        resolve_data(cfg, data)
+    with console_stages(console, verbose) as bars:
+        rows = run_screen(
+            cfgs,
+            lambda cfg, run_dir: run_pipeline(cfg, run_dir=run_dir, log=_log, bars=bars),
+            out,
+            log=_log,
+            fraction=fraction,
+            epochs=epochs,
+        )
+    print_table("screen", [{k: v for k, v in row.items() if k != "run"} for row in rows])
 
 
 @app.command()

@@ -56,17 +56,24 @@ class EpochLengthSampler(torch.utils.data.Sampler):
 
 
 class RelationTrainer(Trainer):
-    """A `Trainer` that evaluates and predicts in dataset order and replays length-grouped batches on resume.
+    """A `Trainer` that evaluates and predicts in dataset order, replays length-grouped batches on resume, and
+    shows each training batch to its `throughput` meter.
 
     transformers 5 also length-groups the *evaluation* sampler when training uses `group_by_length`,
     which would misalign predictions with their rows.
     """
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, throughput=None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.throughput = throughput  # a `throughput.Throughput` among the callbacks, fed every training batch
         # The model's `**_` would make its loss look normalised by `num_items_in_batch`: under DDP the
         # Trainer would then multiply it by the number of processes (and skip gradient accumulation's division).
         self.model_accepts_loss_kwargs = False
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        if self.throughput is not None:
+            self.throughput.count(inputs)
+        return super().training_step(model, inputs, num_items_in_batch)
 
     def _get_eval_sampler(self, eval_dataset):
         return torch.utils.data.SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None

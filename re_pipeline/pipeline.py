@@ -40,8 +40,9 @@ from .data.load import LoadedData, check_test_labels, load_configured
 from .data.markers import mark
 from .data.morphemes import space_examples, space_sentences
 from .data.schema import Example
-from .data.split import Fold, split_rows
+from .data.split import Fold, split_rows, stratified_share
 from .errors import PipelineError
+from .frozen_cache import frozen_store
 from .heap import release_heap
 from .hf_trainer import resume_training
 from .html_report import write_report
@@ -166,6 +167,7 @@ class RunInputs:
     label_set: LabelSet
     source: str | None  # where the encoder comes from (a hub name or folder, e.g. TAPT's); None: a fresh default
     callbacks: tuple = ()  # extra `TrainerCallback`s for every fold
+    cache: Path = CACHE  # where frozen-layer stores go (frozen_cache.py)
 
     @property
     def bars(self) -> StageBars | None:
@@ -219,7 +221,7 @@ def fold_encoder(inputs: RunInputs, fold_dir: Path) -> tuple[torch.nn.Module, st
                     build_encoder(config.model.backbone, len(tokenizer), tokenizer.pad_token_id).save_pretrained(tmp)
         source = str(base)
     if source:
-        return load_encoder(source, len(tokenizer)), source
+        return load_encoder(source, len(tokenizer), config.model.backbone), source
     return build_encoder(config.model.backbone, len(tokenizer), tokenizer.pad_token_id), None
 
 
@@ -246,6 +248,10 @@ def train_fold(
         log(f"{fold_label(k, fold_dir)}: already finished, outputs reused")
         return FoldResult.load(fold_dir)
     config = inputs.config
+    if config.train.train_fraction < 1:
+        keep = stratified_share([ex.label for ex in fold_train], config.train.train_fraction, config.seed)
+        log(f"{fold_label(k, fold_dir)}: training on {len(keep):,} of {len(fold_train):,} rows (train.train_fraction)")
+        fold_train = [fold_train[i] for i in keep]
     rules = Ledger("training rows", rows_read=len(fold_train))
     fold_train = apply_label_rules(fold_train, rules, config.clean)
     fold_train, aug_summary = augment(fold_train, config.augment)
@@ -283,21 +289,57 @@ def train_transformer(k, fold_dir, fold_train, fold_val, test_examples, test_ds,
     )
     if config.model.type_pair_heads:
         notes += [shared_head_note(val_ds, "validation"), shared_head_note(test_ds, "test")]
+    frozen = None
+    if config.model.backbone.cached:
+        frozen, (train_ds, val_ds, test_ds) = frozen_inputs(model, (train_ds, val_ds, test_ds), inputs, label, log)
+        if new_token_ids(tokenizer):
+            notes.append("the marker tokens added to the vocabulary keep their initial embeddings (frozen)")
     notes = list(filter(None, notes))
     for note in notes:
         log(f"{label}: {note}")
-    trainer = fit(model, train_ds, val_ds, test_ds, inputs, fold_dir, k, log)
+    trainer = fit(model, train_ds, val_ds, test_ds, inputs, fold_dir, k, log, frozen)
+    started = time.perf_counter()
     val_probs = predict_probs(trainer, val_ds) if val_ds is not None else None
     test_probs = predict_probs(trainer, test_ds) if test_ds is not None else None
+    throughput = {
+        **trainer.throughput.summary(trainer.args.device.type),
+        "predict_seconds": round(time.perf_counter() - started, 1),
+    }
+    log(
+        f"{label}: {throughput['rows_per_s']} rows/s, {throughput['gflops']} GFLOP/s "
+        f"({100 * throughput['mfu']:.1f}% of the {throughput['precision']} matmul peak)"
+    )
     if distributed().is_main_process:
         save_relation_model(model, tokenizer, inputs.label_set, pair_names, fold_dir / "model", base=source)
     info = {
         "features": stats,
         "notes": notes,
         "trainable": {"count": count, "percent": percent},
+        "throughput": throughput,
         "log_history": trainer.state.log_history,
     }
     return val_probs, test_probs, info
+
+
+def frozen_inputs(model: RelationModel, datasets: tuple, inputs: RunInputs, label: str, log):
+    """The frozen-layer store over the fold's datasets (None entries stay None), and the datasets with the
+    `frozen_row` column that indexes it; rank 0 builds the store, the other ranks then read it."""
+    config = inputs.config
+    present = [ds for ds in datasets if ds is not None]
+    with distributed().main_process_first(), stage(inputs.bars, f"{label}: frozen layers"):
+        store, indexed = frozen_store(
+            model.encoder,
+            config.model.backbone.freeze_layers,
+            inputs.tokenizer,
+            present,
+            config.model.backbone.frozen_cache,
+            config.train.precision,
+            inputs.cache,
+            config.train.eval_batch_size,
+            lambda message: log(f"{label}: {message}"),
+        )
+    rows = iter(indexed)
+    return store, tuple(next(rows) if ds is not None else None for ds in datasets)
 
 
 def train_classical(k, fold_dir, fold_train, fold_val, test_examples, test_ds, inputs: RunInputs, log):
@@ -336,19 +378,25 @@ def train_classical(k, fold_dir, fold_train, fold_val, test_examples, test_ds, i
 FOLD_TRAINERS = {"transformer": train_transformer, **dict.fromkeys(CLASSICAL, train_classical)}
 
 
-def fit(model: RelationModel, train_ds, val_ds, test_ds, inputs: RunInputs, fold_dir: Path, k: int, log):
-    """Train `model` with the Trainer (resuming from the fold's last checkpoint); returns the trainer, ready
-    to predict with the best checkpoint loaded."""
+def fit(model: RelationModel, train_ds, val_ds, test_ds, inputs: RunInputs, fold_dir: Path, k: int, log, frozen=None):
+    """Train `model` with the Trainer (resuming from the fold's last checkpoint), evaluating on `val_ds` or its
+    `train.eval_rows` subset; returns the trainer, ready to predict with the best checkpoint loaded. `frozen`: the
+    fold's frozen-layer store, read by the collator."""
     config = inputs.config
     pad_to = None
     if config.train.pad_to_dataset_max:
         pad_to = max(max(token_lengths(ds)) for ds in (train_ds, val_ds, test_ds) if ds is not None)
-    collator = RelationCollator(inputs.tokenizer.pad_token_id, pad_to)
+    collator = RelationCollator(inputs.tokenizer.pad_token_id, pad_to, frozen=frozen)
     label = fold_label(k, fold_dir)
+    eval_ds, eval_rows = val_ds, config.train.eval_rows
+    if val_ds is not None and eval_rows and eval_rows < len(val_ds):
+        share = stratified_share(val_ds["labels"], eval_rows / len(val_ds), config.seed)
+        eval_ds = val_ds.select(share).flatten_indices()  # token_lengths reads the Arrow table, not a selection
+        log(f"{label}: evaluating during training on {len(eval_ds):,} of {len(val_ds):,} validation rows")
     trainer = make_trainer(
         model,
         train_ds,
-        val_ds,
+        eval_ds,
         collator,
         config.train,
         fold_dir / "checkpoints",
@@ -480,7 +528,7 @@ def prepare_run(
     included."""
     callbacks = (*callbacks, *([bars] if bars else []))
     if config.model.kind in CLASSICAL:
-        return RunInputs(config, None, train.label_set, None, callbacks)
+        return RunInputs(config, None, train.label_set, None, callbacks, cache)
     state = distributed()
     examples = train.examples + (test.examples if test else [])
     sentences = task_sentences(config, train, test)
@@ -493,7 +541,7 @@ def prepare_run(
         with atomic_dir(run_dir / "tokenizer") as tmp:
             tokenizer.save_pretrained(tmp)
     log(f"features: {config.markers.format} markers, max {config.train.max_length} tokens")
-    return RunInputs(config, tokenizer, train.label_set, source, callbacks)
+    return RunInputs(config, tokenizer, train.label_set, source, callbacks, cache)
 
 
 def write_results(

@@ -26,6 +26,7 @@ from .hf_trainer import RelationTrainer
 from .metrics import compute_metrics, softmax
 from .prior import PRIOR_SHIFTS
 from .progress import replace_stock_output
+from .throughput import Throughput
 from .typed_config import check, choice, option
 
 VALIDATIONS = ("holdout", "kfold", "none")
@@ -59,6 +60,14 @@ class TrainConfig:
         "micro-F1 / 0.93 AUPRC over 12 systems; random 0.83 / 0.23), bench/agreement/",
     )
     holdout_fraction: float = option(0.2, "share of rows validated with validation: holdout")
+    train_fraction: float = option(
+        1.0, "share of each fold's training rows trained on, stratified by label (screening runs: re-pipeline screen)"
+    )
+    eval_rows: int | None = option(
+        None,
+        "evaluate during training (early stopping, best checkpoint) on a fixed label-stratified subset of this "
+        "many validation rows; every validation row is still predicted and scored at the end (null: all, each time)",
+    )
     folds: int = option(5, "folds with validation: kfold")
     refit: str = option(
         "auto",
@@ -110,6 +119,8 @@ class TrainConfig:
             self.holdout_fraction,
         )
         check("train.folds", self.folds >= 2, "at least 2", self.folds)
+        check("train.train_fraction", 0 < self.train_fraction <= 1, "in (0, 1]", self.train_fraction)
+        check("train.eval_rows", self.eval_rows is None or self.eval_rows >= 1, "null or at least 1", self.eval_rows)
         choice("train.refit", self.refit, REFITS)
         check(
             "train.eval_steps", self.eval_steps is None or self.eval_steps >= 1, "null or at least 1", self.eval_steps
@@ -192,14 +203,17 @@ def make_trainer(
     )
     patience = config.early_stopping_patience
     stopping = [EarlyStoppingCallback(patience)] if has_eval and patience > 0 else []
+    cached = getattr(collator, "frozen", None) is not None
+    meter = Throughput(model.encoder.config, model.frozen_layers, cached, model.config.peft.enabled, config.precision)
     trainer = RelationTrainer(
+        throughput=meter,
         model=model,
         args=args,
         train_dataset=train_ds,
         eval_dataset=eval_ds.select(length_order(eval_ds)) if has_eval else None,  # shortest first: same metrics
         data_collator=collator,
         compute_metrics=metrics_from_eval if has_eval else None,
-        callbacks=[*stopping, ReleaseHeap(), *callbacks],
+        callbacks=[*stopping, ReleaseHeap(), meter, *callbacks],
     )
     return replace_stock_output(trainer)
 

@@ -25,6 +25,7 @@ from .morphemes import space_examples
 from .schema import Example
 
 PAD = "pad"  # padded with the tokenizer's pad id
+FROZEN_ROW = "frozen_row"  # a row's index in a frozen-layer store (frozen_cache.py)
 # The model's inputs and how a batch pads them: a fill value per token for sequences, None for one value
 # per row. A new model input is a column made in `_tokenize` plus one entry here.
 MODEL_INPUTS: dict[str, int | str | None] = {
@@ -279,13 +280,16 @@ class RelationCollator:
     """Pads a batch of feature rows into tensors (`MODEL_INPUTS`): sequences to the batch's longest row rounded
     up to `multiple_of`, or to a fixed `pad_to` (as the official baseline did); row values stacked.
 
-    Returns (B, T) tensors for sequences and (B,) tensors for row values; inputs a row lacks are left out.
+    Returns (B, T) tensors for sequences and (B,) tensors for row values; inputs a row lacks are left out. With
+    a `frozen` store (`frozen_cache.FrozenStore`), rows carrying its `frozen_row` index also get their frozen
+    layers' output as `frozen_states` (B, T, H).
     """
 
-    def __init__(self, pad_id: int, pad_to: int | None = None, multiple_of: int = 8):
+    def __init__(self, pad_id: int, pad_to: int | None = None, multiple_of: int = 8, frozen=None):
         self.pad_id = pad_id
         self.pad_to = pad_to
         self.multiple_of = multiple_of
+        self.frozen = frozen
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
         longest = max(len(r["input_ids"]) for r in rows)
@@ -299,4 +303,6 @@ class RelationCollator:
             else:
                 fill = self.pad_id if fill == PAD else fill
                 batch[key] = torch.tensor([list(r[key]) + [fill] * (width - len(r[key])) for r in rows])
+        if self.frozen is not None and FROZEN_ROW in rows[0]:
+            batch["frozen_states"] = self.frozen.states([r[FROZEN_ROW] for r in rows], width)
         return batch

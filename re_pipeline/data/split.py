@@ -118,3 +118,10 @@ def split_rows(
     if validation == "none":
         return [Fold(np.arange(len(examples)), np.arange(0))]
     return SPLITS[scheme](examples, validation, fraction, folds, seed)
+
+
+def stratified_share(labels: list, fraction: float, seed: int) -> np.ndarray:
+    """Sorted indices of `fraction` of the rows (all when `fraction` >= 1), each label kept at its share."""
+    if fraction >= 1 or len(labels) < 2:
+        return np.arange(len(labels))
+    return holdout_split(labels, [str(i) for i in range(len(labels))], fraction, seed)[1]

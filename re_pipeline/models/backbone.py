@@ -11,12 +11,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from transformers import AutoModel, AutoTokenizer, XLMRobertaConfig, XLMRobertaModel
 
 from ..errors import PipelineError
-from ..typed_config import check, option
+from ..typed_config import check, choice, option
 from .packaged import PACKAGED, is_packaged
 from .tokenizer import train_tokenizer
+
+FROZEN_CACHES = ("float16", "float32", "none")
+ATTENTIONS = ("auto", "eager", "sdpa")
 
 
 @dataclass
@@ -39,12 +43,50 @@ class BackboneConfig:
         "saved models get the full vocabulary back. null: on for packaged backbones unless model.peft is on",
     )
 
+    encoder_dropout: float | None = option(
+        None,
+        "hidden and attention dropout inside a loaded encoder (null: its own config's). On CPU each dropout "
+        "mask costs about as much as the layer's matrix multiplies (bench/step_profile.py)",
+    )
+    attention: str = option(
+        "auto",
+        "attention kernel of a loaded encoder: eager | sdpa | auto (eager on CPU when encoder_dropout is 0, where "
+        "PyTorch's CPU flash-attention backward is about 50x slower than eager's; sdpa otherwise)",
+    )
+    freeze_layers: int = option(
+        0,
+        "the embeddings and this many bottom encoder layers stay fixed (no dropout in them either); the entity "
+        "embedding is then added to the first trained layer's input (models/frozen.py)",
+    )
+    frozen_cache: str = option(
+        "float16",
+        "with freeze_layers: the frozen layers' output computed once per distinct input and read from disk in "
+        "every epoch, validation and test, stored as float16 | float32; none: run them at every step "
+        "(frozen_cache.py)",
+    )
+
     def __post_init__(self) -> None:
+        choice("model.backbone.attention", self.attention, ATTENTIONS)
+        check("model.backbone.freeze_layers", self.freeze_layers >= 0, "at least 0", self.freeze_layers)
+        choice("model.backbone.frozen_cache", self.frozen_cache, FROZEN_CACHES)
         for key in ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size", "max_position"):
             check(f"model.backbone.{key}", getattr(self, key) >= 1, "at least 1", getattr(self, key))
         divides = f"a divisor of model.backbone.hidden_size ({self.hidden_size})"
         check("model.backbone.num_heads", self.hidden_size % self.num_heads == 0, divides, self.num_heads)
         check("model.backbone.dropout", 0 <= self.dropout < 1, "in [0, 1)", self.dropout)
+        if self.encoder_dropout is not None:
+            check("model.backbone.encoder_dropout", 0 <= self.encoder_dropout < 1, "in [0, 1)", self.encoder_dropout)
+
+    @property
+    def cached(self) -> bool:
+        """Whether the frozen layers' output is read from the cache instead of computed at each step."""
+        return self.freeze_layers > 0 and self.frozen_cache != "none"
+
+    def attention_kernel(self) -> str:
+        """`attention` made concrete for this machine."""
+        if self.attention != "auto":
+            return self.attention
+        return "eager" if self.encoder_dropout == 0 and not torch.cuda.is_available() else "sdpa"
 
     def trims(self, peft: bool) -> bool:
         """Whether a run trims the vocabulary (`peft`: whether model.peft is on)."""
@@ -83,9 +125,15 @@ def load_pretrained(auto_class, name: str, vocab_size: int | None = None, **kwar
     return model
 
 
-def load_encoder(name: str, vocab_size: int | None = None):
-    """A pretrained encoder (`AutoModel`, no pooler), embeddings resized to `vocab_size` if given."""
-    return load_pretrained(AutoModel, name, vocab_size, add_pooling_layer=False)
+def load_encoder(name: str, vocab_size: int | None = None, cfg: BackboneConfig | None = None):
+    """A pretrained encoder (`AutoModel`, no pooler), embeddings resized to `vocab_size` if given, with `cfg`'s
+    dropout and attention kernel when given."""
+    settings = {}
+    if cfg is not None:
+        settings["attn_implementation"] = cfg.attention_kernel()
+        if cfg.encoder_dropout is not None:
+            settings.update(hidden_dropout_prob=cfg.encoder_dropout, attention_probs_dropout_prob=cfg.encoder_dropout)
+    return load_pretrained(AutoModel, name, vocab_size, add_pooling_layer=False, **settings)
 
 
 def build_config(cfg: BackboneConfig, vocab_size: int, pad_token_id: int = 1):

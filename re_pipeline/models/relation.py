@@ -28,6 +28,7 @@ from ..errors import PipelineError
 from ..labels import LabelSet
 from ..typed_config import check, choice, option
 from .backbone import BackboneConfig
+from .frozen import freeze, lower_states, upper_states
 from .losses import LossConfig, inverse_sqrt_weights, relation_loss
 from .pair_prior import PriorConfig
 from .peft import PeftConfig, apply_peft
@@ -163,6 +164,13 @@ class ModelConfig:
         choice("model.head", self.head, HEADS)
         check("model.dropout", 0 <= self.dropout < 1, "in [0, 1)", self.dropout)
         check("model.entity_dropout", 0 <= self.entity_dropout <= 1, "in [0, 1]", self.entity_dropout)
+        if self.backbone.freeze_layers and self.peft.enabled:
+            raise PipelineError("model.backbone.freeze_layers and model.peft both decide what trains: set one of them")
+        if self.backbone.cached and self.entity_dropout:
+            raise PipelineError(
+                "model.entity_dropout changes the tokens at every step, so the frozen layers' output cannot be "
+                "cached: set model.entity_dropout: 0 or model.backbone.frozen_cache: none"
+            )
 
 
 class EntityEmbedding(nn.Module):
@@ -225,6 +233,16 @@ class RelationModel(nn.Module):
             raise PipelineError("type_pair_heads needs the relations seen per type pair (pair_labels)")
         self.pair_heads = PairHeads(self.pooler.out_dim, pair_labels) if config.type_pair_heads else None
         self.register_buffer("class_weights", torch.ones(num_labels), persistent=True)  # (C,)
+        self.frozen_layers = config.backbone.freeze_layers
+        self.frozen = freeze(encoder, self.frozen_layers)
+
+    def train(self, mode: bool = True) -> RelationModel:
+        """As `nn.Module.train`, but the frozen lower layers stay in eval mode (no dropout): their output is a
+        function of the tokens alone, as the cache of it (`frozen_cache.py`) assumes."""
+        super().train(mode)
+        for module in self.frozen:
+            module.eval()
+        return self
 
     def drop_entities(self, input_ids: torch.Tensor, entity_mask: torch.Tensor) -> torch.Tensor:
         """Training only: each row's subject (role 1) and object (role 2) word tokens become the mask token with
@@ -239,17 +257,32 @@ class RelationModel(nn.Module):
         input_ids = batch["input_ids"]
         if self.training and self.config.entity_dropout:
             input_ids = self.drop_entities(input_ids, batch["entity_mask"])
-        embeds = self.encoder.get_input_embeddings()(input_ids)  # (B, T, H)
-        if self.entity_embedding is not None:
-            embeds = self.entity_embedding(embeds, batch["entity_mask"])
-        states = self.encoder(inputs_embeds=embeds, attention_mask=batch["attention_mask"]).last_hidden_state
+        if self.frozen_layers:
+            states = self.frozen_encode(input_ids, batch)
+        else:
+            embeds = self.encoder.get_input_embeddings()(input_ids)  # (B, T, H)
+            if self.entity_embedding is not None:
+                embeds = self.entity_embedding(embeds, batch["entity_mask"])
+            states = self.encoder(inputs_embeds=embeds, attention_mask=batch["attention_mask"]).last_hidden_state
         if self.sequence is not None:
             states = self.sequence(states, batch["attention_mask"])
         return self.dropout(self.pooler(states, batch))
 
+    def frozen_encode(self, input_ids: torch.Tensor, batch: dict) -> torch.Tensor:
+        """With frozen lower layers: their output (B, T, H) from the batch's cached `frozen_states` or computed
+        now, the entity embedding added, then the trained layers -> (B, T, H)."""
+        mask = batch["attention_mask"]
+        states = batch.get("frozen_states")
+        if states is None:
+            states = lower_states(self.encoder, self.frozen_layers, input_ids, mask)
+        states = states.to(self.class_weights.dtype)
+        if self.entity_embedding is not None:
+            states = self.entity_embedding(states, batch["entity_mask"])
+        return upper_states(self.encoder, self.frozen_layers, states, mask)
+
     def forward(self, labels: torch.Tensor | None = None, pair: torch.Tensor | None = None, **batch) -> dict:
         """`batch`: the collator's inputs (`data.features.MODEL_INPUTS`): (B, T) `input_ids`, `attention_mask`,
-        `entity_mask`, (B,) `subj_start`, `obj_start`; (B,) `pair` ids (-1: a pair unseen in training) and
+        `entity_mask`, (B,) `subj_start`, `obj_start`, and (B, T, H) `frozen_states` with a frozen-layer cache; (B,) `pair` ids (-1: a pair unseen in training) and
         `labels` when given. Returns `logits` (B, C) (-inf where a pair head forbids a relation) and `loss`."""
         features = self.encode(batch)
         shared = self.classifier(features)  # (B, C)
