@@ -1,12 +1,14 @@
 """The frozen layers' output (`models/frozen.py`), computed once per distinct input and kept on disk.
 
-A store is a folder `.cache/frozen/<digest>/`: `states.bin` holds one (tokens, H) block per distinct token
-sequence of the run's rows (training, validation and test together; no padding stored), `lengths.npy` their
-token counts, and `store.json`, written last, the full digest and sizes. The digest covers the frozen weights
-(`frozen_digest`: backbone file, TAPT, trimmed vocabulary, K), the tokenizer, the stored dtype, the compute
-precision and every row's token ids, so a change to any of them makes another store, never a stale one.
-The folder is filled under a temporary name and renamed when complete, and a store whose `store.json` or
-sizes disagree is rebuilt: a killed run leaves nothing a later run trusts.
+A store is a folder `.cache/frozen/<base>-<rows>/`: `states.bin` holds one (tokens, H) block per distinct token
+sequence of the run's rows (training, validation and test together; no padding stored), `ids.npy` and
+`lengths.npy` those sequences, and `store.json`, written last, the base digest and sizes. The base digest
+covers what the states are a function of: the frozen weights (`frozen_digest`: backbone file, TAPT, trimmed
+vocabulary, K), the tokenizer, the stored dtype and the compute precision. A row is looked up by its token ids
+in a store of the same base, so changed text is computed anew and a changed model, tokenizer or K never reads
+another's states; any store of the base that holds every row a run needs serves it. The folder is filled under
+a temporary name and renamed when complete, and a store whose `store.json` or sizes disagree is never read: a
+killed run leaves nothing a later run trusts.
 
 Batches read their rows with `os.pread` into a fresh array: the store does not count towards the process's
 resident memory the way a memory map's touched pages would (the page cache keeps it fast).
@@ -75,30 +77,29 @@ def tokenizer_digest(tokenizer) -> str:
     return hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode()).hexdigest()
 
 
-def _rows(datasets) -> tuple[list[bytes], list[list[int]]]:
-    """The distinct token sequences of `datasets` in store order (shortest first, then by content), as keys
-    (int32 bytes), and for each dataset its rows' indices in that order."""
-    columns = [ds["input_ids"] for ds in datasets]
-    keys = {np.asarray(ids, dtype=np.int32).tobytes() for column in columns for ids in column}
-    ordered = sorted(keys, key=lambda k: (len(k), k))
-    index = {key: i for i, key in enumerate(ordered)}
-    return ordered, [[index[np.asarray(ids, dtype=np.int32).tobytes()] for ids in column] for column in columns]
+def _keys(datasets) -> list[list[bytes]]:
+    """Each dataset's rows as keys: their token ids as int32 bytes."""
+    return [[np.asarray(ids, dtype=np.int32).tobytes() for ids in ds["input_ids"]] for ds in datasets]
 
 
-def _open(folder: Path, digest: str) -> FrozenStore | None:
-    """The store in `folder` if it is complete and its digest is `digest`; None otherwise."""
+def _open(folder: Path, base: str) -> tuple[FrozenStore, dict[bytes, int]] | None:
+    """The store in `folder` and its row of each key, if the store is complete and made by the frozen part `base`
+    digests; None otherwise (missing, unfinished, damaged or another model's)."""
     try:
         meta = read_json(folder / "store.json")
         lengths = np.load(folder / "lengths.npy", allow_pickle=False)
+        ids = np.load(folder / "ids.npy", allow_pickle=False)
         size = (folder / "states.bin").stat().st_size
     except (OSError, ValueError, PipelineError):
         return None
     dtype = STORED.get(meta.get("dtype"))
-    if meta.get("digest") != digest or dtype is None or len(lengths) != meta.get("rows"):
+    if meta.get("base") != base or dtype is None or len(lengths) != meta.get("rows") or len(ids) != lengths.sum():
         return None
     if size != int(lengths.sum()) * meta["hidden"] * np.dtype(dtype).itemsize:
         return None
-    return FrozenStore(folder, lengths, meta["hidden"], dtype)
+    ends = np.cumsum(lengths)
+    rows = {ids[end - n : end].tobytes(): row for row, (n, end) in enumerate(zip(lengths, ends))}
+    return FrozenStore(folder, lengths, meta["hidden"], dtype), rows
 
 
 def _write(folder: Path, encoder, k: int, keys: list[bytes], dtype, precision: str, batch_size: int, log) -> None:
@@ -127,38 +128,45 @@ def _write(folder: Path, encoder, k: int, keys: list[bytes], dtype, precision: s
             if (b + 1) % report == 0:
                 log(f"frozen layers: {min(start + batch_size, len(keys)):,}/{len(keys):,} rows")
     np.save(folder / "lengths.npy", lengths, allow_pickle=False)
+    np.save(folder / "ids.npy", np.frombuffer(b"".join(keys), dtype=np.int32), allow_pickle=False)
 
 
 def frozen_store(
     encoder, k: int, tokenizer, datasets, stored: str, precision: str, cache: Path, batch_size: int = 64, log=print
 ):
-    """The store of `encoder`'s bottom `k` layers over the rows of `datasets` (built, or reused when a complete
-    one with the same digest exists), and the datasets with the `frozen_row` column that indexes it."""
+    """The store of `encoder`'s bottom `k` layers over the rows of `datasets`, and the datasets with the
+    `frozen_row` column that indexes it. Any complete store of the same frozen part, tokenizer, dtype and
+    precision that holds every row serves (a screen reads its full run's store); else one is built."""
     if stored not in STORED:
         raise PipelineError(f"frozen cache dtype {stored!r}: one of {list(STORED)}")
     precision = resolve_precision(precision)
-    keys, indices = _rows(datasets)
-    digest = hashlib.sha256(
+    keys = _keys(datasets)
+    needed = set().union(*map(set, keys))
+    base = hashlib.sha256(
         json.dumps([frozen_digest(encoder, k), tokenizer_digest(tokenizer), stored, precision]).encode()
-    )
-    for key in keys:
-        digest.update(len(key).to_bytes(4, "little") + key)
-    digest = digest.hexdigest()
-    folder = cache / "frozen" / digest[:16]
-    store = _open(folder, digest)
-    if store is not None:
-        log(f"frozen layers: reusing {folder} ({len(keys):,} distinct rows)")
-    else:
-        shutil.rmtree(folder, ignore_errors=True)  # incomplete or foreign: never read
-        tokens = sum(len(key) // 4 for key in keys)
-        log(f"frozen layers: computing the bottom {k} layers once for {len(keys):,} distinct rows ({tokens:,} tokens)")
-        training = encoder.training
-        with atomic_dir(folder) as tmp:
-            _write(tmp, encoder, k, keys, STORED[stored], precision, batch_size, log)
-            meta = {"digest": digest, "rows": len(keys), "hidden": encoder.config.hidden_size, "dtype": stored}
-            write_json(tmp / "store.json", meta)  # last: the store is complete
-        encoder.train(training)
-        store = _open(folder, digest)
-        if store is None:
-            raise PipelineError(f"the frozen-layer store {folder} did not verify after writing it")
-    return store, [ds.add_column(FROZEN_ROW, rows) for ds, rows in zip(datasets, indices)]
+    ).hexdigest()
+    for folder in sorted((cache / "frozen").glob(f"{base[:16]}-*")):
+        found = _open(folder, base)
+        if found is not None and needed <= found[1].keys():
+            log(f"frozen layers: reusing {folder} ({len(needed):,} of its {len(found[1]):,} rows)")
+            return _indexed(*found, datasets, keys)
+    ordered = sorted(needed, key=lambda key: (len(key), key))  # shortest first: batches of similar length
+    rows = hashlib.sha256(b"".join(len(key).to_bytes(4, "little") + key for key in ordered)).hexdigest()
+    folder = cache / "frozen" / f"{base[:16]}-{rows[:16]}"
+    shutil.rmtree(folder, ignore_errors=True)  # incomplete or damaged: never read
+    tokens = sum(len(key) // 4 for key in ordered)
+    log(f"frozen layers: computing the bottom {k} layers once for {len(ordered):,} distinct rows ({tokens:,} tokens)")
+    training = encoder.training
+    with atomic_dir(folder) as tmp:
+        _write(tmp, encoder, k, ordered, STORED[stored], precision, batch_size, log)
+        meta = {"base": base, "rows": len(ordered), "hidden": encoder.config.hidden_size, "dtype": stored}
+        write_json(tmp / "store.json", meta)  # last: the store is complete
+    encoder.train(training)
+    found = _open(folder, base)
+    if found is None:
+        raise PipelineError(f"the frozen-layer store {folder} did not verify after writing it")
+    return _indexed(*found, datasets, keys)
+
+
+def _indexed(store: FrozenStore, rows: dict[bytes, int], datasets, keys: list[list[bytes]]):
+    return store, [ds.add_column(FROZEN_ROW, [rows[key] for key in column]) for ds, column in zip(datasets, keys)]

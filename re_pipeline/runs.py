@@ -89,7 +89,8 @@ def data_files(config) -> dict:
 
 
 def write_metrics_log(path: Path, folds: dict) -> None:
-    """`metrics.jsonl`: one line per trainer log entry of every fold (`kind`: eval, train or summary)."""
+    """`metrics.jsonl`: one line per trainer log entry of every fold (`kind`: eval, train or summary), and a
+    transformer fold's training speed (`kind`: throughput; rows/s, GFLOP/s, MFU)."""
     with atomic_write(path) as fh:
         for fold, info in folds.items():
             for entry in info.get("log_history") or []:
@@ -101,6 +102,8 @@ def write_metrics_log(path: Path, folds: dict) -> None:
                     else "summary"
                 )
                 fh.write(json.dumps({"fold": fold, "kind": kind, **entry}, ensure_ascii=False) + "\n")
+            if info.get("throughput"):
+                fh.write(json.dumps({"fold": fold, "kind": "throughput", **info["throughput"]}) + "\n")
 
 
 def resolve_run(run: str | Path, runs_dir: Path = Path("runs")) -> Path:
@@ -268,6 +271,7 @@ def run_summary(run_dir: Path) -> dict[str, list[dict]]:
                 "fold": name,
                 **_metric_cells(fold.get("metrics")),
                 "steps": (fold.get("log_history") or [{}])[-1].get("step"),
+                **_speed_cells(fold.get("throughput")),
             }
             for name, fold in folds.items()
         ],
@@ -279,6 +283,13 @@ def run_summary(run_dir: Path) -> dict[str, list[dict]]:
             for m, w in zip(ensemble.get("members", []), ensemble.get("weights", []))
         ],
     }
+
+
+def _speed_cells(throughput: dict | None) -> dict:
+    """A transformer fold's training speed: rows/s, achieved GFLOP/s and MFU (% of the matmul peak)."""
+    t = throughput or {}
+    mfu = f"{100 * t['mfu']:.1f}% of {t['precision']}" if "mfu" in t else "-"
+    return {"rows/s": t.get("rows_per_s", "-"), "GFLOP/s": t.get("gflops", "-"), "MFU": mfu}
 
 
 def _metric_cells(metrics: dict | None) -> dict:

@@ -135,9 +135,13 @@ def test_the_store_is_reused_only_for_the_same_text_tokenizer_backbone_and_k(tok
     said = []
     base = model(2)
     ds = rows(tokenizer)
-    first, _ = build(base, 2, tokenizer, [ds], tmp_path, log=said.append)
+    first, (first_ds,) = build(base, 2, tokenizer, [ds], tmp_path, log=said.append)
     again, _ = build(model(2), 2, tokenizer, [ds], tmp_path, log=said.append)
     assert again.folder == first.folder and any("reusing" in line for line in said)
+    part, (part_ds,) = build(model(2), 2, tokenizer, [rows(tokenizer, SENTENCES[2:])], tmp_path)
+    assert part.folder == first.folder  # a subset of a store's rows (a screen of a full run) is served by it
+    n = len(part_ds[0]["input_ids"])
+    assert torch.equal(batch(part_ds, part)["frozen_states"][0, :n], batch(first_ds, first)["frozen_states"][2, :n])
     upper = model(2)
     with torch.no_grad():
         upper.encoder.encoder.layer[2].output.dense.weight.add_(1.0)  # a trained layer: the store still holds

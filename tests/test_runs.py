@@ -86,7 +86,9 @@ def test_the_run_folder_holds_everything_needed_to_trace_it(work):
         {"epoch", "eval_micro_f1", "eval_auprc"} <= set(e) for e in evals
     )
     assert [line["step"] for line in lines if line["kind"] == "train"] == [5, 10, 15, 20]
-    assert len(lines) == len(result["folds"]["fold0"]["log_history"])
+    (speed,) = [line for line in lines if line["kind"] == "throughput"]
+    assert speed["rows_per_s"] > 0 and 0 < speed["mfu"] < 1 and speed["gflops"] > 0
+    assert len(lines) == len(result["folds"]["fold0"]["log_history"]) + 1
     meta = json.loads((run / "oof_ids.json").read_text())
     assert len(meta["ids"]) == len(meta["labels"]) == len(np.load(run / "oof_probs.npy"))
 

@@ -30,6 +30,8 @@ def test_a_run_with_cached_frozen_layers_an_eval_subset_and_its_throughput(sampl
     speed = fold["throughput"]
     assert speed["rows_per_s"] > 0 and 0 < speed["mfu"] < 1 and speed["peak_gflops"]["fp32"] > 0
     assert speed["seconds"]["steps"] > 0 and speed["seconds"]["evaluation"] > 0
+    html = (run / "report.html").read_text(encoding="utf-8")
+    assert "MFU" in html and f"{100 * speed['mfu']:.1f}% of {speed['precision']}" in html
     said.clear()
     run_pipeline(cfg, tmp_path / "r2", tmp_path / "subs", log=said.append, cache=tmp_path / "cache")
     assert any("frozen layers: reusing" in line for line in said)

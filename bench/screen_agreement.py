@@ -1,0 +1,130 @@
+"""Does a screen (`re-pipeline screen`) rank systems as their full runs do? Five or more systems, each a change
+to configs/e5-small.yaml, run both ways on KLUE-RE; then every submission is scored on the public board and
+the screens' order is compared with the full runs' (Spearman rank correlation, per metric).
+
+Each run is a child process (wall time and its own peak RSS from `os.wait4`); a system whose run folder already
+holds result.json is not run again, so the study resumes where a session stopped. The public labels are read
+by ../shared/tools/leaderboard.py only: nothing here trains, tunes or selects on them.
+
+Usage: python bench/screen_agreement.py run {screen|full} [--systems recipe lr-2x ...] [--data ../shared/data/klue-re]
+       python bench/screen_agreement.py table [--out bench/results/screen_agreement.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from leaderboard_scores import public_score
+from scipy.stats import spearmanr
+
+HERE = Path(__file__).resolve().parents[1]
+CONFIG = HERE / "configs" / "e5-small.yaml"
+DATA = HERE.parent / "shared" / "data" / "klue-re"
+RUNS = HERE / "runs" / "agreement"
+SYSTEMS = {  # name -> overrides of configs/e5-small.yaml
+    "recipe": [],
+    "unweighted-ce": ["model.loss.class_weighted=false"],
+    "typed-punct": ["markers.format=typed_entity_marker_punct"],
+    "lr-2x": ["train.learning_rate=1e-4"],
+    "k6": ["model.backbone.freeze_layers=6"],
+    "k10": ["model.backbone.freeze_layers=10"],
+}
+METRICS = ("val_micro_f1", "val_auprc", "public_micro_f1", "public_auprc")
+
+
+def command(mode: str, name: str, data: Path) -> tuple[list[str], Path]:
+    """The child's command line and the file that says where its run went (the run folder or the screen table)."""
+    sets = [arg for item in SYSTEMS[name] for arg in ("--set", item)]
+    base = [sys.executable, "-m", "re_pipeline"]
+    if mode == "full":
+        run_dir = RUNS / f"full-{name}"
+        return [*base, "train", "-c", str(CONFIG), "--data", str(data), "--run-dir", str(run_dir), *sets], run_dir
+    table = RUNS / f"screen-{name}.json"
+    return [*base, "screen", str(CONFIG), "--data", str(data), "--out", str(table), *sets], table
+
+
+def run_dir_of(mode: str, name: str) -> Path | None:
+    where = RUNS / f"full-{name}" if mode == "full" else RUNS / f"screen-{name}.json"
+    if mode == "screen" and where.exists():
+        where = HERE / json.loads(where.read_text())["rows"][0]["run"]
+    return where if (where / "result.json").exists() else None
+
+
+def run(mode: str, names: list[str], data: Path) -> None:
+    RUNS.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        if run_dir_of(mode, name):
+            print(f"{mode} {name}: done before", flush=True)
+            continue
+        cmd, _ = command(mode, name, data)
+        log = RUNS / f"{mode}-{name}.log"
+        print(f"{mode} {name}: {' '.join(cmd)}", flush=True)
+        started = time.time()
+        with open(log, "w", encoding="utf-8") as fh:
+            child = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=HERE)
+            _, status, usage = os.wait4(child.pid, 0)
+        cost = {"seconds": round(time.time() - started, 1), "peak_rss_GiB": round(usage.ru_maxrss / 2**20, 2)}
+        (RUNS / f"{mode}-{name}.cost.json").write_text(json.dumps({**cost, "status": status}))
+        print(f"{mode} {name}: status {status}, {cost}", flush=True)
+
+
+def row(mode: str, name: str) -> dict | None:
+    run_dir = run_dir_of(mode, name)
+    if run_dir is None:
+        return None
+    result = json.loads((run_dir / "result.json").read_text())
+    cost_file = RUNS / f"{mode}-{name}.cost.json"
+    cost = json.loads(cost_file.read_text()) if cost_file.exists() else {}
+    speed = next(iter(result["folds"].values())).get("throughput", {})
+    return {
+        "val_micro_f1": round(result["metrics"]["micro_f1"], 2),
+        "val_auprc": round(result["metrics"]["auprc"], 2),
+        **public_score(Path(result["submission"])),
+        "minutes": round(cost.get("seconds", result["seconds"]) / 60, 1),
+        "peak_rss_GiB": cost.get("peak_rss_GiB"),
+        "rows_per_s": speed.get("rows_per_s"),
+        "mfu": speed.get("mfu"),
+        "run": str(run_dir.relative_to(HERE)),
+    }
+
+
+def table(out: Path | None) -> dict:
+    rows = {name: {mode: row(mode, name) for mode in ("screen", "full")} for name in SYSTEMS}
+    both = [name for name, r in rows.items() if r["screen"] and r["full"]]
+    agreement = {}
+    if len(both) >= 3:
+        for metric in METRICS:
+            rho = spearmanr([rows[n]["screen"][metric] for n in both], [rows[n]["full"][metric] for n in both])
+            agreement[metric] = round(float(rho.statistic), 3)
+    result = {"systems": rows, "compared": both, "spearman": agreement}
+    text = json.dumps(result, indent=1)
+    if out:
+        out.write_text(text + "\n")
+    print(text)
+    return result
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    runs = sub.add_parser("run")
+    runs.add_argument("mode", choices=("screen", "full"))
+    runs.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=list(SYSTEMS))
+    runs.add_argument("--data", type=Path, default=DATA)
+    tab = sub.add_parser("table")
+    tab.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    if args.what == "run":
+        run(args.mode, args.systems, args.data)
+    else:
+        table(args.out)
+
+
+if __name__ == "__main__":
+    main()
