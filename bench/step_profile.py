@@ -1,4 +1,5 @@
-"""Where a training step of configs/e5-small.yaml spends its time, for each `model.backbone.freeze_layers` K.
+"""Where a training step of configs/e5-small.yaml spends its time, for each lever (`VARIANTS`): frozen lower
+layers (`model.backbone.freeze_layers` K), encoder dropout, precision, batch size.
 
 The model, tokenizer and rows are the pipeline's own (vocabulary trimmed, punctuation markers, type-pair heads);
 for K > 0 the rows' frozen-layer output comes from a store built first (`frozen_cache.py`), as in a run. Each
@@ -7,9 +8,8 @@ passes are split by operator with `torch.profiler` (self time): matrix multiplie
 activations and dropout, dtype casts (autocast), the rest. Beside it: the model FLOPs of the steps
 (`throughput.Throughput`'s count), achieved GFLOP/s and MFU against the matmul peak measured in this process.
 
-Usage: python bench/step_profile.py [--data ../shared/data/klue-re] [--rows 2048] [--steps 20] [--batch 32]
-           [--layers 0 8] [--precision auto] [--set model.backbone.encoder_dropout=0 ...]
-           [--out bench/results/step_profile.json]
+Usage: python bench/step_profile.py [--data ../shared/data/klue-re] [--rows 2048] [--steps 20]
+           [--variants "today's recipe" "K=8, dropout 0" ...] [--out step_profile.json]
 """
 
 from __future__ import annotations
@@ -34,6 +34,21 @@ CATEGORIES = {  # operator name fragments -> category, first match wins
     "norms": ("layer_norm",),
     "activations and dropout": ("gelu", "dropout", "tanh", "bernoulli"),
     "casts": ("aten::to", "_to_copy", "aten::copy_"),
+}
+
+
+DROP0 = ["model.backbone.encoder_dropout=0"]
+VARIANTS = {  # name -> (freeze_layers K, overrides, precision, batch): today's recipe first
+    "today's recipe": (0, [], "auto", 32),
+    "today's recipe, fp32": (0, [], "fp32", 32),
+    "encoder dropout 0": (0, DROP0, "auto", 32),
+    "K=4, dropout 0": (4, DROP0, "auto", 32),
+    "K=6, dropout 0": (6, DROP0, "auto", 32),
+    "K=8": (8, [], "auto", 32),
+    "K=8, dropout 0": (8, DROP0, "auto", 32),
+    "K=8, dropout 0, fp32": (8, DROP0, "fp32", 32),
+    "K=8, dropout 0, batch 64": (8, DROP0, "auto", 64),
+    "K=10, dropout 0": (10, DROP0, "auto", 32),
 }
 
 
@@ -149,25 +164,23 @@ def measure(data: Path, k: int, rows: int, steps: int, batch: int, precision: st
     }
 
 
+def run_variant(data: Path, name: str, rows: int, steps: int) -> dict:
+    k, overrides, precision, batch = VARIANTS[name]
+    return {"variant": name, "batch": batch, **measure(data, k, rows, steps, batch, precision, overrides)}
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=SHARED)
     parser.add_argument("--rows", type=int, default=2048)
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--layers", type=int, nargs="+", default=[0, 8])
-    parser.add_argument("--precision", default="auto")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], help="a config override")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
-    torch.set_num_threads(torch.get_num_threads())
     results = {
         "cpu": next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if "model name" in line), "?"),
         "threads": torch.get_num_threads(),
-        "runs": [
-            measure(args.data, k, args.rows, args.steps, args.batch, args.precision, args.overrides)
-            for k in args.layers
-        ],
+        "runs": [run_variant(args.data, name, args.rows, args.steps) for name in args.variants],
     }
     text = json.dumps(results, indent=1)
     if args.out:

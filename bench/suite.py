@@ -164,6 +164,19 @@ def measure_trim(data: str, repeats: int) -> dict:
     }
 
 
+def measure_e5_speed(data: str, repeats: int) -> dict:
+    import step_profile
+
+    rows, steps = 2048, 20
+    runs = [
+        [in_child(step_profile.run_variant, Path(data), v, rows, steps) for v in step_profile.VARIANTS]
+        for _ in range(repeats)
+    ]
+    keys = ("rows_per_s", "gflops", "mfu")
+    rows_out = [{**row, **{k: spread([r[i][k] for r in runs], 3) for k in keys}} for i, row in enumerate(runs[0])]
+    return {"rows_timed": rows, "steps": steps, "rows": rows_out}
+
+
 def measure_memory(data: str, repeats: int) -> dict:
     import stage_memory
 
@@ -503,6 +516,42 @@ def render_trim(r: dict) -> str:
     return "\n".join(lines)
 
 
+def render_e5_speed(r: dict) -> str:
+    base = r["rows"][0]["rows_per_s"]["median"]
+    lines = [
+        f"configs/e5-small.yaml's model and rows (the first {r['rows_timed']:,} training rows, the run's length-grouped "
+        f"batches), {r['steps']} AdamW steps per lever, each in a fresh process; model FLOPs and MFU as "
+        "`re_pipeline/throughput.py` counts them, against the matmul peaks measured in the same process:",
+        "",
+        "| lever | batch | precision | trained (M) | rows/s | × today | GFLOP/s | MFU | step ms: collate / forward / backward / AdamW | forward+backward ms by operator |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for row in r["rows"]:
+        ms = row["step_ms"]
+        ops = ", ".join(f"{name} {v:.0f}" for name, v in sorted(row["compute_ms_by_op"].items(), key=lambda x: -x[1]))
+        lines.append(
+            f"| {row['variant']} | {row['batch']} | {row['precision']} | {row['trainable_M']} | "
+            f"{fmt(row['rows_per_s'], 1)} | {row['rows_per_s']['median'] / base:.2f} | {fmt(row['gflops'], 0)} | "
+            f"{100 * row['mfu']['median']:.0f}% | {ms['collation']:.0f} / {ms['forward']:.0f} / {ms['backward']:.0f} / "
+            f"{ms['optimizer']:.0f} | {ops} |"
+        )
+    peak = r["rows"][0]["peak_gflops"]
+    lines += [
+        "",
+        "Matmul peaks measured in the first process (2048³): "
+        + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peak.items())
+        + ".",
+    ]
+    stores = [row for row in r["rows"] if row.get("store_rows_per_s")]
+    if stores:
+        lines.append(
+            "Building the frozen-layer store (the bottom K layers once per distinct row, batches of 128): "
+            + ", ".join(f"{row['variant']} {row['store_rows_per_s']:.0f} rows/s" for row in stores)
+            + "."
+        )
+    return "\n".join(lines)
+
+
 def render_peft(r: dict) -> str:
     return "\n".join(
         [
@@ -552,6 +601,12 @@ SECTIONS = {
         "bench/trim_bench.py",
         measure_trim,
         render_trim,
+    ),
+    "e5_speed": (
+        "multilingual-e5-small at the speed of the hardware: where a step's time goes, and the levers",
+        "bench/step_profile.py",
+        measure_e5_speed,
+        render_e5_speed,
     ),
     "memory": ("Peak memory and time of each stage", "bench/stage_memory.py", measure_memory, render_memory),
     "ddp": ("Data-parallel training: one process against two", "bench/ddp_bench.py", measure_ddp, render_ddp),

@@ -112,6 +112,36 @@ def test_rendering_states_medians_ranges_ratios_and_what_was_not_measured():
     assert "Not measured yet: the suite's GPU section has not run on a lent GPU machine." in text
 
 
+def test_the_e5_speed_table_states_each_lever_against_todays_recipe():
+    def row(variant, rows_per_s, mfu, store=None):
+        return {
+            "variant": variant,
+            "batch": 32,
+            "precision": "bf16",
+            "trainable_M": 24.7,
+            "rows_per_s": suite.spread([rows_per_s], 3),
+            "gflops": suite.spread([100.0], 3),
+            "mfu": suite.spread([mfu], 3),
+            "peak_gflops": {"fp32": 250.0, "bf16": 500.0},
+            "step_ms": {"collation": 5.0, "forward": 900.0, "backward": 1200.0, "optimizer": 80.0},
+            "compute_ms_by_op": {"matmul": 1200.0, "activations and dropout": 600.0},
+            "store_rows_per_s": store,
+        }
+
+    figures = {
+        "rows_timed": 2048,
+        "steps": 20,
+        "rows": [row("today's recipe", 12.5, 0.2), row("K=8", 50.0, 0.3, 200.0)],
+    }
+    text = suite.render_e5_speed(figures)
+    assert (
+        "| today's recipe | 32 | bf16 | 24.7 | 12.5 | 1.00 |" in text
+        and "| K=8 | 32 | bf16 | 24.7 | 50.0 | 4.00 |" in text
+    )
+    assert "30% | 5 / 900 / 1200 / 80 | matmul 1200, activations and dropout 600 |" in text
+    assert "fp32 250 GFLOP/s, bf16 500 GFLOP/s" in text and "K=8 200 rows/s" in text
+
+
 def test_the_quality_table_states_the_margin_over_tf_idf_and_each_epoch():
     def row(name, f1, auprc):
         return {
