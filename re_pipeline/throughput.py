@@ -107,8 +107,8 @@ class Throughput(TrainerCallback):
             "peak_gflops": measured,
             "mfu": round(achieved / peak, 4),
             "seconds": {
-                "steps": round(self.step_seconds, 1),
-                "evaluation": round(self.eval_seconds, 1),
-                "other": round(training - self.step_seconds, 1),
+                "steps": round(self.step_seconds, 3),
+                "evaluation": round(self.eval_seconds, 3),
+                "other": round(training - self.step_seconds, 3),
             },
         }

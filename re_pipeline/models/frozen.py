@@ -32,11 +32,13 @@ def encoder_layers(encoder: nn.Module) -> nn.ModuleList:
 
 
 def frozen_modules(encoder: nn.Module, k: int) -> list[nn.Module]:
-    """The embeddings and the bottom `k` layers: what `freeze_layers: k` fixes."""
+    """The embeddings and the bottom `k` layers: what `freeze_layers: k` fixes (none, on any encoder, for 0)."""
+    if k == 0:
+        return []
     layers = encoder_layers(encoder)
     if not 0 <= k <= len(layers):
         raise PipelineError(f"model.backbone.freeze_layers is {k}, but the encoder has {len(layers)} layers")
-    return [encoder.embeddings, *layers[:k]] if k else []
+    return [encoder.embeddings, *layers[:k]]
 
 
 def freeze(encoder: nn.Module, k: int) -> list[nn.Module]:

@@ -282,8 +282,8 @@ class RelationModel(nn.Module):
 
     def forward(self, labels: torch.Tensor | None = None, pair: torch.Tensor | None = None, **batch) -> dict:
         """`batch`: the collator's inputs (`data.features.MODEL_INPUTS`): (B, T) `input_ids`, `attention_mask`,
-        `entity_mask`, (B,) `subj_start`, `obj_start`, and (B, T, H) `frozen_states` with a frozen-layer cache; (B,) `pair` ids (-1: a pair unseen in training) and
-        `labels` when given. Returns `logits` (B, C) (-inf where a pair head forbids a relation) and `loss`."""
+        `entity_mask`, (B,) `subj_start`, `obj_start`, and (B, T, H) `frozen_states` with a frozen-layer cache;
+        (B,) `pair` ids (-1: a pair unseen in training) and `labels` when given. Returns `logits` (B, C) (-inf where a pair head forbids a relation) and `loss`."""
         features = self.encode(batch)
         shared = self.classifier(features)  # (B, C)
         if self.pair_heads is None:
