@@ -1,6 +1,7 @@
 """Does a screen (`re-pipeline screen`) rank systems as their full runs do? Five or more systems, each a change
 to configs/e5-small.yaml, run both ways on KLUE-RE; then every submission is scored on the public board and
-the screens' order is compared with the full runs' (Spearman rank correlation, per metric).
+the screens' order is compared with the full runs' (Spearman rank correlation, per metric). The recipe run
+again with another `train.seed` (same rows) gives the seed noise each mode's differences are read against.
 
 Each run is a child process (wall time and its own peak RSS from `os.wait4`); a system whose run folder already
 holds result.json is not run again, so the study resumes where a session stopped. The public labels are read
@@ -23,6 +24,8 @@ from pathlib import Path
 from leaderboard_scores import public_score
 from scipy.stats import spearmanr
 
+from re_pipeline.submission import read_submission
+
 HERE = Path(__file__).resolve().parents[1]
 CONFIG = HERE / "configs" / "e5-small.yaml"
 DATA = HERE.parent / "shared" / "data" / "klue-re"
@@ -34,7 +37,9 @@ SYSTEMS = {  # name -> overrides of configs/e5-small.yaml
     "lr-2x": ["train.learning_rate=1e-4"],
     "k6": ["model.backbone.freeze_layers=6"],
     "k10": ["model.backbone.freeze_layers=10"],
+    "recipe-seed2": ["train.seed=43"],  # the recipe again, other initial weights and batches: the noise
 }
+REPLICAS = {"recipe-seed2": "recipe"}  # not a system to rank: its gap to the recipe is a seed's noise
 METRICS = ("val_micro_f1", "val_auprc", "public_micro_f1", "public_auprc")
 
 
@@ -67,7 +72,8 @@ def run(mode: str, names: list[str], data: Path) -> None:
         print(f"{mode} {name}: {' '.join(cmd)}", flush=True)
         started = time.time()
         with open(log, "w", encoding="utf-8") as fh:
-            child = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=HERE)
+            unbuffered = {**os.environ, "PYTHONUNBUFFERED": "1"}  # the log follows the run as it goes
+            child = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=HERE, env=unbuffered)
             _, status, usage = os.wait4(child.pid, 0)
         cost = {"seconds": round(time.time() - started, 1), "peak_rss_GiB": round(usage.ru_maxrss / 2**20, 2)}
         (RUNS / f"{mode}-{name}.cost.json").write_text(json.dumps({**cost, "status": status}))
@@ -86,6 +92,7 @@ def row(mode: str, name: str) -> dict | None:
         "val_micro_f1": round(result["metrics"]["micro_f1"], 2),
         "val_auprc": round(result["metrics"]["auprc"], 2),
         **public_score(Path(result["submission"])),
+        "no_relation_share": no_relation_share(Path(result["submission"])),
         "minutes": round(cost.get("seconds", result["seconds"]) / 60, 1),
         "peak_rss_GiB": cost.get("peak_rss_GiB"),
         "rows_per_s": speed.get("rows_per_s"),
@@ -94,19 +101,67 @@ def row(mode: str, name: str) -> dict | None:
     }
 
 
+def no_relation_share(submission: Path) -> float:
+    """The share of test rows the submission labels no_relation, in %."""
+    _, labels, _ = read_submission(submission)
+    return round(100 * sum(label == "no_relation" for label in labels) / len(labels), 1)
+
+
+def markdown(result: dict) -> str:
+    """The study as a Markdown table for bench/notes/e5_speed.md: each system's screen and full run."""
+
+    def cell(r: dict | None) -> list[str]:
+        if r is None:
+            return ["not run"] + [""] * 3
+        return [
+            f"{r['val_micro_f1']:.2f} / {r['val_auprc']:.2f}",
+            f"{r['public_micro_f1']:.2f} / {r['public_auprc']:.2f}",
+            f"{r['no_relation_share']:.1f}%",
+            f"{r['minutes']:.1f} min, {r['peak_rss_GiB'] or '?'} GiB",
+        ]
+
+    head = ["validation F1 / AUPRC", "public F1 / AUPRC", "no_relation", "time, peak RSS"]
+    lines = [
+        "| system | "
+        + " | ".join(f"screen: {h}" for h in head)
+        + " | "
+        + " | ".join(f"full: {h}" for h in head)
+        + " |",
+        "|---|" + "---:|" * 8,
+    ]
+    for name, r in result["systems"].items():
+        lines.append(
+            f"| {name} (`{' '.join(SYSTEMS[name]) or 'configs/e5-small.yaml'}`) | "
+            + " | ".join(cell(r["screen"]) + cell(r["full"]))
+            + " |"
+        )
+    rho = ", ".join(f"{m} {v:+.2f}" for m, v in result["spearman"].items()) or "fewer than 3 systems with both runs"
+    lines.append(f"\nSpearman, screen against full, over {', '.join(result['compared'])}: {rho}.")
+    for pair, gaps in result["seed_noise"].items():
+        lines.append(f"Seed gap ({pair}): " + ", ".join(f"{m} {v:.2f}" for m, v in gaps.items()) + ".")
+    return "\n".join(lines)
+
+
 def table(out: Path | None) -> dict:
     rows = {name: {mode: row(mode, name) for mode in ("screen", "full")} for name in SYSTEMS}
-    both = [name for name, r in rows.items() if r["screen"] and r["full"]]
+    both = [name for name, r in rows.items() if r["screen"] and r["full"] and name not in REPLICAS]
     agreement = {}
     if len(both) >= 3:
         for metric in METRICS:
             rho = spearmanr([rows[n]["screen"][metric] for n in both], [rows[n]["full"][metric] for n in both])
             agreement[metric] = round(float(rho.statistic), 3)
-    result = {"systems": rows, "compared": both, "spearman": agreement}
-    text = json.dumps(result, indent=1)
+    noise = {  # |replica - original| per mode and metric, where both ran
+        f"{mode}: {replica} - {original}": {
+            m: round(abs(rows[replica][mode][m] - rows[original][mode][m]), 2) for m in METRICS
+        }
+        for replica, original in REPLICAS.items()
+        for mode in ("screen", "full")
+        if rows[replica][mode] and rows[original][mode]
+    }
+    result = {"systems": rows, "compared": both, "spearman": agreement, "seed_noise": noise}
     if out:
-        out.write_text(text + "\n")
-    print(text)
+        out.write_text(json.dumps(result, indent=1) + "\n")
+    print(markdown(result))
     return result
 
 

@@ -230,6 +230,11 @@ def fold_label(k: int, fold_dir: Path) -> str:
     return "refit" if fold_dir.name == REFIT else f"fold {k + 1}"
 
 
+def model_seed(config: Config) -> int:
+    """The seed of the initial weights and the batches: `train.seed`, else the run's (which draws the split)."""
+    return config.seed if config.train.seed is None else config.train.seed
+
+
 def train_fold(
     k: int,
     fold_dir: Path,
@@ -360,7 +365,7 @@ def train_classical(k, fold_dir, fold_train, fold_val, test_examples, test_ds, i
             label_set.ids(ex.label for ex in fold_train),
             len(label_set),
             kind.settings(config.model),
-            config.seed,
+            model_seed(config),
         )
     with stage(inputs.bars, f"{label}: predicting"):
         val_probs = model.predict_proba(kind.inputs(fold_val, config.markers)) if fold_val else None
@@ -400,7 +405,7 @@ def fit(model: RelationModel, train_ds, val_ds, test_ds, inputs: RunInputs, fold
         collator,
         config.train,
         fold_dir / "checkpoints",
-        config.seed,
+        model_seed(config),
         inputs.callbacks,
         name=label,
     )
@@ -480,7 +485,7 @@ def run_pipeline(
             f"fold {k + 1}/{len(splits)} ({t.split} split): {len(split.train):,} train rows, "
             f"{len(split.val):,} validation rows" + (f", {left_out:,} rows left out of both" if left_out else "")
         )
-        set_seed(config.seed)  # the model's initial weights must not depend on what ran before in this process
+        set_seed(model_seed(config))  # the model's initial weights must not depend on what ran before in this process
         fold = train_fold(
             k,
             run_dir / f"fold{k}",
@@ -504,7 +509,7 @@ def run_pipeline(
     if refit and test_examples and any(len(split.val) for split in splits):
         log(f"refit: every row ({len(examples):,}) trains the model that predicts the test")
         state.wait_for_everyone()  # rank 0 has saved the last fold, which a warm-started refit reads
-        set_seed(config.seed)
+        set_seed(model_seed(config))
         whole = train_fold(len(splits), run_dir / REFIT, examples, [], test_examples, test_ds, inputs, log)
         test_probs, folds[REFIT] = [whole.test_probs], whole.info
     if not main:

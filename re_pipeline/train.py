@@ -63,6 +63,11 @@ class TrainConfig:
     train_fraction: float = option(
         1.0, "share of each fold's training rows trained on, stratified by label (screening runs: re-pipeline screen)"
     )
+    seed: int | None = option(
+        None,
+        "seed of the initial weights and the batches' order (null: the run's `seed`, which also draws the split "
+        "and the training and evaluation shares): another value gives a second seed on the same rows",
+    )
     eval_rows: int | None = option(
         None,
         "evaluate during training (early stopping, best checkpoint) on a fixed label-stratified subset of this "
@@ -120,6 +125,7 @@ class TrainConfig:
         )
         check("train.folds", self.folds >= 2, "at least 2", self.folds)
         check("train.train_fraction", 0 < self.train_fraction <= 1, "in (0, 1]", self.train_fraction)
+        check("train.seed", self.seed is None or self.seed >= 0, "null or at least 0", self.seed)
         check("train.eval_rows", self.eval_rows is None or self.eval_rows >= 1, "null or at least 1", self.eval_rows)
         choice("train.refit", self.refit, REFITS)
         check(

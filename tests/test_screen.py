@@ -55,3 +55,15 @@ def test_screen_runs_each_config_on_a_share_of_the_rows_and_writes_one_table(con
         assert row["val_micro_f1"] >= 0 and row["rows_per_s"] > 0 and (tmp_path / row["submission"]).exists()
     trained = [json.loads((tmp_path / r["run"] / "result.json").read_text())["folds"]["fold0"] for r in table["rows"]]
     assert all(f["features"]["examples"] == round(0.5 * f["rows"]["train"]) for f in trained)  # the share
+
+
+def test_train_seed_draws_other_weights_on_the_same_rows(sample, tmp_path):  # noqa: F811
+    probs = {}
+    for name, extra in (("run", []), ("same", ["train.seed=42"]), ("other", ["train.seed=7"])):
+        cfg = config(sample, *FROZEN, "seed=42", *extra)
+        run = run_pipeline(cfg, tmp_path / name, tmp_path / "subs", log=lambda m: None, cache=tmp_path / "cache")
+        probs[name] = np.load(run / "oof_probs.npy")
+    validated = {name: ~np.isnan(p).any(axis=1) for name, p in probs.items()}
+    assert validated["run"].any() and (validated["run"] == validated["other"]).all()  # the split is the run's seed's
+    assert np.array_equal(probs["run"], probs["same"], equal_nan=True)  # train.seed 42 is the run's seed 42
+    assert not np.allclose(probs["run"][validated["run"]], probs["other"][validated["other"]])
