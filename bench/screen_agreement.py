@@ -39,6 +39,19 @@ SYSTEMS = {  # name -> overrides of configs/e5-small.yaml
     "k10": ["model.backbone.freeze_layers=10"],
     "recipe-seed2": ["train.seed=43"],  # the recipe again, other initial weights and batches: the noise
 }
+LR2 = ["train.learning_rate=1e-4"]
+SYSTEMS |= {  # issue 30's re-tuning, one change at a time to lr-2x (the best full run of the first six)
+    "lr-4x": ["train.learning_rate=2e-4"],
+    "lr-2x-unweighted": [*LR2, "model.loss.class_weighted=false"],
+    "lr-2x-unweighted-ls": [*LR2, "model.loss.class_weighted=false", "model.loss.label_smoothing=0.1"],
+    "lr-2x-ls": [*LR2, "model.loss.label_smoothing=0.1"],
+    "lr-2x-focal": [*LR2, "model.loss.class_weighted=false", "model.loss.name=focal", "model.loss.focal_gamma=1"],
+    "lr-2x-entity-tag": [*LR2, "markers.format=entity_tag"],
+    "lr-2x-typed-marker": [*LR2, "markers.format=typed_entity_marker"],
+    "lr-2x-typed-punct-ko": [*LR2, "markers.format=typed_entity_marker_punct", "markers.type_language=ko"],
+    "lr-2x-cls": [*LR2, "model.pooling=cls"],
+    "lr-2x-len128": [*LR2, "train.max_length=128"],
+}
 REPLICAS = {"recipe-seed2": "recipe"}  # not a system to rank: its gap to the recipe is a seed's noise
 METRICS = ("val_micro_f1", "val_auprc", "public_micro_f1", "public_auprc")
 

@@ -598,18 +598,47 @@ def ensemble_cmd(
         None, "--weights", "-w", help="with --method weighted: one weight per member, e.g. 0.5,0.3,0.2"
     ),
     labels: str = typer.Option("klue", "--labels", help="label order of CSV members: klue or a label JSON"),
+    calibration: str = typer.Option(
+        "none", "--calibration", help="none | temperature | bcts: each member calibrated on its out-of-fold rows"
+    ),
+    prior_shift: str = typer.Option(
+        "none",
+        "--prior-shift",
+        help="none | em | em_no_relation | bbse | bbse_no_relation, on the pooled probabilities",
+    ),
+    decision: str = typer.Option(
+        "argmax", "--decision", help="argmax | f1: the no_relation factor of best out-of-fold F1"
+    ),
     runs_dir: Path = RunsDirOpt,
     submissions_dir: Path = SubmissionsDirOpt,
 ):
-    """Combine runs or submissions into runs/<id>-ensemble/ and a validated submission; fit-* fits weights out of fold."""
+    """Combine runs or submissions into runs/<id>-ensemble/ and a validated submission; fit-* fits weights out of
+    fold. One run with --calibration, --prior-shift or --decision re-decides that run's submission."""
 
     try:
         parsed = [float(w) for w in weights.split(",")] if weights else None
     except ValueError:
         raise PipelineError(f"--weights must be comma-separated numbers, got {weights!r}") from None
     run_dir = run_ensemble(
-        members, method, parsed, resolve_label_set(labels, []), runs_dir, submissions_dir, log=_log, pool=pool
+        members,
+        method,
+        parsed,
+        resolve_label_set(labels, []),
+        runs_dir,
+        submissions_dir,
+        log=_log,
+        pool=pool,
+        calibration=calibration,
+        prior_shift=prior_shift,
+        decision=decision,
     )
+    test_prior = read_json(run_dir / "result.json")["ensemble"].get("test_prior")
+    if test_prior:
+        console.print(
+            f"test: {100 * test_prior['no_relation_predicted']:.1f}% predicted no_relation (validated rows "
+            f"{100 * test_prior['no_relation_validated']:.1f}%, estimated {100 * test_prior['no_relation_estimated']:.1f}%)",
+            highlight=False,
+        )
     summary, result = run_summary(run_dir), read_json(run_dir / "result.json")
     print_table(f"ensemble ({method}): weights and out-of-fold metrics", cells(summary["ensemble members"]))
     in_sample = result["ensemble"].get("in_sample_metrics")

@@ -7,6 +7,10 @@ from uniform and from near each one-hot) on the out-of-fold rows every member va
 fall back to the best single member's one-hot when the fit does not reach its score there. Their
 reported score is cross-fitted (each part of the rows scored with weights fit on the others); the
 score of the final weights on the rows they were fit on is kept as `in_sample_metrics`.
+
+`calibration` calibrates each member on those rows before pooling; `prior_shift` and `decision` then treat the
+pooled probabilities as a run's `train.prior_shift` and `train.decision` treat its own (prior.py). They need
+members whose submissions were not already calibrated, shifted or scaled.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from .errors import PipelineError
 from .io_utils import read_json, write_json
 from .labels import LabelSet
 from .metrics import auprc, compute_metrics, micro_f1, softmax
+from .prior import Reference, fit_calibration
 from .runs import environment, finished, new_run_id, read_oof
 from .submission import read_submission, validate_submission, write_submission
 
@@ -89,6 +94,20 @@ def check_aligned(members: list[Member]) -> None:
     for m in members[1:]:
         same_sequence("label orders", members[0], members[0].labels.names, m, m.labels.names, "label")
         same_sequence("test ids", members[0], members[0].ids, m, m.ids, "row")
+
+
+def check_unprocessed(member: Member) -> None:
+    """Refuse a run member whose submission its own run already calibrated, shifted or scaled."""
+    prior = (member.result or {}).get("test_prior") or {}
+    unshifted = prior.get("no_relation_estimated") == prior.get(
+        "no_relation_train"
+    )  # runs before prior_shift was kept
+    shift = prior.get("prior_shift", "none" if unshifted else "some")
+    if shift != "none" or prior.get("temperature", 1.0) != 1.0 or prior.get("no_relation_scale", 1.0) != 1.0:
+        raise PipelineError(
+            f"{member.name}: its submission was already calibrated, prior-shifted or scaled by its run "
+            "(train.calibration, prior_shift, decision); ensemble the runs trained without them"
+        )
 
 
 def oof_stack(members: list[Member]) -> tuple[np.ndarray, np.ndarray]:
@@ -196,12 +215,16 @@ def run_ensemble(
     submissions_dir: Path = Path("submissions"),
     log=print,
     pool: str = "mean",
+    calibration: str = "none",
+    prior_shift: str = "none",
+    decision: str = "argmax",
 ) -> Path:
     """Combine members into `runs/<id>-ensemble/` and a validated `submissions/<id>-ensemble.csv`; `pool`:
-    mean (soft voting) or log (weighted geometric mean)."""
+    mean (soft voting) or log (weighted geometric mean); `calibration`, `prior_shift`, `decision` as in a run."""
     started = time.time()
-    if len(paths) < 2:
-        raise PipelineError("an ensemble needs at least two members")
+    post = (calibration, prior_shift, decision) != ("none", "none", "argmax")
+    if len(paths) < 2 and not (post and method == "mean"):
+        raise PipelineError("an ensemble needs at least two members (one: only to calibrate, shift or decide)")
     if method not in METHODS:
         raise PipelineError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
     if pool not in POOLS:
@@ -216,13 +239,37 @@ def run_ensemble(
         gold_names = members[0].oof[1]
         gold = np.array(label_set.ids(np.array(gold_names, dtype=object)[rows]), dtype=int)
     except PipelineError as exc:
-        if method in FIT_METRIC:
-            raise PipelineError(f"{method} fits weights on out-of-fold predictions: {exc}") from None
+        if method in FIT_METRIC or post:
+            what = f"{method} fits weights" if method in FIT_METRIC else "calibration, prior shift and decision fit"
+            raise PipelineError(f"{what} on out-of-fold predictions: {exc}") from None
         log(f"no out-of-fold scores: {exc}")
         oof = rows = gold = None
+    if post:
+        for m in members:
+            check_unprocessed(m)
+    if calibration != "none":
+        for i, m in enumerate(members):
+            fitted = fit_calibration(oof[i, rows], gold, calibration)
+            oof[i, rows], m.probs = fitted.apply(oof[i, rows]), fitted.apply(m.probs)
     w = choose_weights(method, weights, members, oof[:, rows] if oof is not None else None, gold, pool)
     probs = POOLS[pool](w, np.stack([m.probs for m in members]))
     probs /= probs.sum(axis=1, keepdims=True)
+    test_prior = None
+    if post:
+        pooled = POOLS[pool](w, oof[:, rows])
+        pooled /= pooled.sum(axis=1, keepdims=True)
+        shares = np.bincount(gold, minlength=len(label_set)) / len(gold)
+        reference = Reference.from_validation(shares, pooled, gold, "none", decision)
+        probs, estimated = reference.shift(probs, prior_shift)
+        test_prior = {
+            "calibration": calibration,
+            "prior_shift": prior_shift,
+            "decision": decision,
+            "no_relation_validated": float(shares[0]),
+            "no_relation_estimated": float(estimated[0]),
+            "no_relation_predicted": float((probs.argmax(axis=1) == 0).mean()),
+            "no_relation_scale": reference.scale,
+        }
 
     run_dir = runs_dir / new_run_id("ensemble")
     run_dir.mkdir(parents=True)
@@ -240,6 +287,7 @@ def run_ensemble(
         "pool": pool,
         "weights": [float(x) for x in w],
         "member_metrics": None,
+        "test_prior": test_prior,
     }
     if oof is not None:
         combined = POOLS[pool](w, oof)  # NaN where any member is NaN

@@ -57,7 +57,7 @@ from .models.relation import RelationModel, build_model
 from .models.store import save_relation_model
 from .models.trim import RECORD as TRIM_RECORD
 from .models.trim import kept_ids, trim_record, trimmed_folder
-from .prior import PRIOR_SHIFTS
+from .prior import Reference
 from .progress import StageBars, stage
 from .reports import write_reports
 from .runs import data_files, environment, new_run_id, write_metrics_log
@@ -595,9 +595,24 @@ def write_results(
         mean = np.mean(test_probs, axis=0)
         mean = mean / mean.sum(axis=1, keepdims=True)
         prior = np.bincount(label_set.ids(labels), minlength=len(label_set)) / len(labels)
-        write_json(run_dir / "prior.json", {"train": prior.tolist()})  # for the run's Predictor
-        mean, estimated = PRIOR_SHIFTS[config.train.prior_shift](mean, prior)
-        result["test_prior"] = {"no_relation_train": float(prior[0]), "no_relation_estimated": float(estimated[0])}
+        val_gold = np.array(label_set.ids(labels))[predicted] if predicted.any() else None
+        reference = Reference.from_validation(
+            prior, oof[predicted], val_gold, config.train.calibration, config.train.decision
+        )
+        write_json(run_dir / "prior.json", reference.to_dict())  # for the run's Predictor
+        mean, estimated = reference.shift(mean, config.train.prior_shift)
+        result["test_prior"] = {
+            "prior_shift": config.train.prior_shift,
+            "no_relation_train": float(prior[0]),
+            "no_relation_estimated": float(estimated[0]),
+            "no_relation_predicted": float((mean.argmax(axis=1) == 0).mean()),
+            "temperature": reference.calibration.temperature,
+            "no_relation_scale": reference.scale,
+        }
+        log(
+            f"test: {100 * result['test_prior']['no_relation_predicted']:.1f}% predicted no_relation "
+            f"(training rows {100 * prior[0]:.1f}%, estimated for the test {100 * estimated[0]:.1f}%)"
+        )
         ids, full = with_quarantined_rows(test, mean, log)
         np.save(run_dir / "test_probs.npy", full, allow_pickle=False)
         submission = write_submission(submissions_dir / f"{run_dir.name}.csv", ids, full, label_set)

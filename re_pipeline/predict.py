@@ -34,7 +34,7 @@ from .metrics import softmax
 from .models.classical import CLASSICAL
 from .models.peft import merge_for_inference
 from .models.store import load_relation_model
-from .prior import PRIOR_SHIFTS
+from .prior import Reference
 from .submission import validate_submission, with_quarantined_rows, write_submission
 from .train import REFIT
 
@@ -108,8 +108,8 @@ SCORERS = {"transformer": TransformerFolds, **dict.fromkeys(CLASSICAL, Classical
 class Predictor:
     """A trained run, ready to predict: its fold models averaged, and the run's test-prior correction."""
 
-    def __init__(self, config: Config, label_set: LabelSet, folds, prior: np.ndarray | None = None):
-        self.config, self.label_set, self.folds, self.prior = config, label_set, folds, prior
+    def __init__(self, config: Config, label_set: LabelSet, folds, reference: Reference | None = None):
+        self.config, self.label_set, self.folds, self.reference = config, label_set, folds, reference
 
     @classmethod
     def from_run(cls, run_dir: str | Path, batch_size: int | None = None) -> Predictor:
@@ -118,9 +118,10 @@ class Predictor:
         run_dir = Path(run_dir)
         config = load_config(run_dir / "config.yaml")
         label_set = LabelSet.from_dict(read_json(run_dir / "labels.json"))
-        prior = read_json(run_dir / "prior.json")["train"] if (run_dir / "prior.json").exists() else None
+        prior = run_dir / "prior.json"
+        reference = Reference.from_dict(read_json(prior)) if prior.exists() else None
         folds = SCORERS[config.model.kind](run_dir, config, batch_size or config.train.eval_batch_size)
-        return cls(config, label_set, folds, prior)
+        return cls(config, label_set, folds, reference)
 
     def predict_probs(self, examples: list[Example], log=None) -> np.ndarray:
         """Probabilities [n, labels], averaged over the run's fold models (no test-prior correction). `log` gets
@@ -128,12 +129,12 @@ class Predictor:
         return self.folds(examples, len(self.label_set), log or (lambda message: None))
 
     def predict_test(self, examples: list[Example], log=None) -> np.ndarray:
-        """Probabilities of a whole test file, corrected to its estimated label prior as the run's own
-        submission was (`train.prior_shift`)."""
+        """Probabilities of a whole test file, calibrated, corrected to its estimated label prior and scaled
+        by the decision as the run's own submission was (`train.calibration`, `prior_shift`, `decision`)."""
         probs = self.predict_probs(examples, log)
-        if self.prior is None:
+        if self.reference is None:
             return probs
-        return PRIOR_SHIFTS[self.config.train.prior_shift](probs, np.asarray(self.prior))[0]
+        return self.reference.shift(probs, self.config.train.prior_shift)[0]
 
     def __call__(
         self, sentence: str, subject: tuple[int, int, str], object: tuple[int, int, str]

@@ -24,7 +24,7 @@ from .errors import PipelineError
 from .heap import ReleaseHeap
 from .hf_trainer import RelationTrainer
 from .metrics import compute_metrics, softmax
-from .prior import PRIOR_SHIFTS
+from .prior import CALIBRATIONS, DECISIONS, PRIOR_SHIFTS
 from .progress import replace_stock_output
 from .throughput import Throughput
 from .typed_config import check, choice, option
@@ -85,8 +85,20 @@ class TrainConfig:
     group_by_length: bool = option(True, "batches of similar length (less padding)")
     pad_to_dataset_max: bool = option(False, "pad every batch to the longest row of the data (the baseline's way)")
     curriculum: str | None = option(None, "null | length: the first epoch shortest rows first")
+    calibration: str = option(
+        "none",
+        "test probabilities calibrated on the validated rows first (prior.py): none | temperature | bcts "
+        "(temperature and a bias per class)",
+    )
     prior_shift: str = option(
-        "none", "test probabilities adjusted to a test label prior estimated from them: " + " | ".join(PRIOR_SHIFTS)
+        "none",
+        "test probabilities adjusted to a test label prior estimated without labels (prior.py): "
+        + " | ".join(PRIOR_SHIFTS),
+    )
+    decision: str = option(
+        "argmax",
+        "argmax | f1: the no_relation probability scaled by the factor with the best validation micro-F1 "
+        "(a threshold on training labels; the label stays the argmax)",
     )
     precision: str = option("auto", "auto (bf16 where the GPU or CPU computes it in hardware) | fp32 | bf16 | fp16")
     compile: bool = option(False, "torch.compile the model (dynamic shapes)")
@@ -104,6 +116,15 @@ class TrainConfig:
         choice("train.curriculum", self.curriculum, CURRICULA)
         choice("train.precision", self.precision, PRECISIONS)
         choice("train.prior_shift", self.prior_shift, PRIOR_SHIFTS)
+        choice("train.calibration", self.calibration, CALIBRATIONS)
+        choice("train.decision", self.decision, DECISIONS)
+        needs = [f"train.calibration {self.calibration}"] if self.calibration != "none" else []
+        needs += [f"train.decision {self.decision}"] if self.decision != "argmax" else []
+        needs += [f"train.prior_shift {self.prior_shift}"] if self.prior_shift.startswith("bbse") else []
+        if needs and self.validation == "none":
+            raise PipelineError(
+                f"{', '.join(needs)}: fitted on validated rows; set train.validation to holdout or kfold"
+            )
         for key in ("batch_size", "eval_batch_size", "num_proc", "logging_steps"):
             check(f"train.{key}", getattr(self, key) >= 1, "at least 1", getattr(self, key))
         check("train.epochs", self.epochs > 0 or self.max_steps >= 1, "above 0", self.epochs)

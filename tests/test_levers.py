@@ -300,3 +300,32 @@ def test_analysed_rows_need_no_kiwi_model_after_it_is_unloaded():
     assert morphemes._kiwi.cache_info().currsize == 0  # read from the cache: the model stays unloaded
     morphemes.analyses(["세종은 한글을 만들었다."])
     assert morphemes._kiwi.cache_info().currsize == 1  # a new sentence loads it again
+
+
+def test_a_calibrated_f1_decided_run_predicts_its_test_like_the_run_and_re_decides_in_an_ensemble(tmp_path):
+    run = tfidf_run(tmp_path, "decided", "model.tfidf.views=[word]", "train.calibration=bcts", "train.decision=f1")
+    result = json.loads((run / "result.json").read_text())
+    reference = json.loads((run / "prior.json").read_text())
+    assert (
+        result["test_prior"]["no_relation_scale"] == reference["scale"] and len(reference["calibration"]["bias"]) == 30
+    )
+    test = predictor_examples(tmp_path)
+    np.testing.assert_allclose(Predictor.from_run(run).predict_test(test), np.load(run / "test_probs.npy"), atol=1e-12)
+    with pytest.raises(PipelineError, match="already calibrated"):
+        run_ensemble([run], decision="f1", runs_dir=tmp_path / "e", submissions_dir=tmp_path / "s")
+
+    plain = tfidf_run(tmp_path, "plain", "model.tfidf.views=[word]")
+    again = run_ensemble(
+        [plain], calibration="bcts", decision="f1", runs_dir=tmp_path / "e", submissions_dir=tmp_path / "s"
+    )
+    # one member, calibrated and decided by the ensemble as its run decided itself: the same probabilities
+    np.testing.assert_allclose(np.load(again / "test_probs.npy"), np.load(run / "test_probs.npy"), atol=1e-6)
+    prior = json.loads((again / "result.json").read_text())["ensemble"]["test_prior"]
+    assert prior["no_relation_scale"] == pytest.approx(result["test_prior"]["no_relation_scale"])
+    with pytest.raises(PipelineError, match="at least two members"):
+        run_ensemble([plain], runs_dir=tmp_path / "e", submissions_dir=tmp_path / "s")
+
+
+def test_calibration_and_the_f1_decision_refuse_a_run_without_validation():
+    with pytest.raises(PipelineError, match="train.decision f1: fitted on validated rows"):
+        load_config(None, ["train.validation=none", "train.decision=f1"])

@@ -3,13 +3,16 @@ table, and the test-prior correction."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from re_pipeline.data.schema import Entity, Example
+from re_pipeline.errors import PipelineError
 from re_pipeline.labels import LabelSet
 from re_pipeline.metrics import compute_metrics
-from re_pipeline.prior import PRIOR_SHIFTS, em, em_no_relation
+from re_pipeline.prior import Calibration, Reference, em, em_no_relation, fit_calibration, no_relation_scale
 from re_pipeline.shift import raking_weights, shift_tables, weights_like_test
 
 
@@ -106,5 +109,91 @@ def test_em_no_relation_keeps_the_relations_relative_prior():
 
 def test_no_prior_shift_changes_nothing():
     probs, prior = sample_shifted(100)
-    out, estimated = PRIOR_SHIFTS["none"](probs, prior)
-    assert out is probs and estimated is prior
+    out, estimated = Reference(list(prior)).shift(probs, "none")
+    assert out is probs and np.array_equal(estimated, prior)
+
+
+def sample_logits(n=20000, k=4, seed=0):
+    """Logits whose softmax is the true posterior, and labels drawn from it."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(0, 2, size=(n, k))
+    p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    gold = (p.cumsum(1) > rng.random((n, 1))).argmax(1)
+    return z, gold
+
+
+def softmax(z):
+    e = np.exp(z - z.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def test_temperature_calibration_undoes_known_over_confidence():
+    z, gold = sample_logits()
+    fitted = fit_calibration(softmax(2 * z), gold, "temperature")  # the model's logits twice the true ones
+    assert fitted.temperature == pytest.approx(2.0, rel=0.05) and fitted.bias is None
+    np.testing.assert_allclose(fitted.apply(softmax(2 * z)), softmax(2 * z / fitted.temperature), atol=1e-9)
+
+
+def test_bcts_undoes_a_known_bias_per_class():
+    z, gold = sample_logits()
+    skew = np.array([0.0, 1.0, -0.5, 0.7])  # what a class-weighted loss does: a shift of each class's logit
+    fitted = fit_calibration(softmax(z + skew), gold, "bcts")
+    assert fitted.temperature == pytest.approx(1.0, abs=0.05)
+    np.testing.assert_allclose(fitted.bias, -skew, atol=0.08)
+
+
+def test_calibration_keeps_the_relations_a_pair_head_forbids_at_zero():
+    probs = np.array([[0.7, 0.3, 0.0], [0.2, 0.0, 0.8]])
+    out = Calibration(0.5, [0.0, 2.0, -1.0]).apply(probs)
+    assert out[0, 2] == 0 and out[1, 1] == 0 and np.allclose(out.sum(1), 1)
+
+
+def val_and_test(seed=0):
+    """A calibrated two-class model's validation rows (training prior 0.3 / 0.7, with labels) and test rows
+    (prior 0.6 / 0.4)."""
+    rng = np.random.default_rng(seed)
+    test, prior = sample_shifted(4000, seed)
+    y = (rng.random(4000) < 0.7).astype(int)
+    x = rng.normal(np.where(y == 1, 1.0, -1.0), 1.0)
+    like = np.stack([np.exp(-((x + 1) ** 2) / 2), np.exp(-((x - 1) ** 2) / 2)], axis=1) * prior
+    return like / like.sum(1, keepdims=True), y, test, prior
+
+
+@pytest.mark.parametrize("method", ["em", "em_no_relation", "bbse", "bbse_no_relation"])
+def test_every_estimator_recovers_a_known_label_shift(method):
+    val, gold, test, prior = val_and_test()
+    adjusted, estimated = Reference.from_validation(prior, val, gold).shift(test, method)
+    assert abs(estimated[0] - 0.6) < 0.05 and np.allclose(adjusted.sum(1), 1)
+
+
+def test_confusion_estimators_need_validated_rows():
+    _, _, test, prior = val_and_test()
+    with pytest.raises(PipelineError, match="confusion matrix"):
+        Reference(list(prior)).shift(test, "bbse")
+    with pytest.raises(PipelineError, match="fitted on validated rows"):
+        Reference.from_validation(prior, None, None, "bcts")
+
+
+def f1(probs, gold):
+    predicted = probs.argmax(1)
+    hits = ((predicted != 0) & (predicted == gold)).sum()
+    return 2 * hits / ((predicted != 0).sum() + (gold != 0).sum())
+
+
+def test_the_f1_decision_names_relations_argmax_leaves_as_no_relation():
+    # relation rows whose no_relation probability is a little above their relation's: argmax misses them
+    probs = np.array([[0.5, 0.45, 0.05], [0.52, 0.08, 0.4], [0.9, 0.05, 0.05], [0.1, 0.8, 0.1]])
+    gold = np.array([1, 2, 0, 1])
+    scale = no_relation_scale(probs, gold)
+    scaled = Reference([0.25, 0.5, 0.25], scale=scale).shift(probs, "none")[0]
+    assert scale < 1 and f1(scaled, gold) == 1.0 > f1(probs, gold)
+    assert no_relation_scale(scaled, gold) == 1.0  # already right: the factor nearest 1 among the best
+
+
+def test_a_reference_survives_its_json():
+    val, gold, test, prior = val_and_test()
+    reference = Reference.from_validation(prior, val, gold, "bcts", "f1")
+    again = Reference.from_dict(json.loads(json.dumps(reference.to_dict())))
+    for method in ("none", "em", "bbse_no_relation"):
+        np.testing.assert_allclose(again.shift(test, method)[0], reference.shift(test, method)[0])
+    assert Reference.from_dict({"train": list(prior)}).shift(test, "none")[0] is test  # a run's older prior.json
