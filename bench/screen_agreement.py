@@ -51,6 +51,7 @@ SYSTEMS |= {  # issue 30's re-tuning, one change at a time to lr-2x (the best fu
     "lr-2x-typed-punct-ko": [*LR2, "markers.format=typed_entity_marker_punct", "markers.type_language=ko"],
     "lr-2x-cls": [*LR2, "model.pooling=cls"],
     "lr-2x-len128": [*LR2, "train.max_length=128"],
+    "lr-2x-llrd": [*LR2, "train.layer_decay=0.8"],
 }
 REPLICAS = {"recipe-seed2": "recipe"}  # not a system to rank: its gap to the recipe is a seed's noise
 METRICS = ("val_micro_f1", "val_auprc", "public_micro_f1", "public_auprc")

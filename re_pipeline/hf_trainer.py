@@ -8,6 +8,8 @@ overrides were written and tested for (`SUPPORTED_TRANSFORMERS`, the same range 
 
 from __future__ import annotations
 
+import re
+from collections import defaultdict
 from pathlib import Path
 
 import torch
@@ -63,9 +65,10 @@ class RelationTrainer(Trainer):
     which would misalign predictions with their rows.
     """
 
-    def __init__(self, *args, throughput=None, **kwargs):
+    def __init__(self, *args, throughput=None, layer_decay: float = 1.0, **kwargs):
         super().__init__(*args, **kwargs)
         self.throughput = throughput  # a `throughput.Throughput` among the callbacks, fed every training batch
+        self.layer_decay = layer_decay
         # The model's `**_` would make its loss look normalised by `num_items_in_batch`: under DDP the
         # Trainer would then multiply it by the number of processes (and skip gradient accumulation's division).
         self.model_accepts_loss_kwargs = False
@@ -75,6 +78,28 @@ class RelationTrainer(Trainer):
             self.throughput.count(inputs)
         return super().training_step(model, inputs, num_items_in_batch)
 
+    def create_optimizer(self, model=None):
+        """The stock optimizer; with `layer_decay` below 1 its groups split by depth, each layer's rate
+        `layer_decay` times the one above (ELECTRA's layer-wise decay; the Trainer has no such option)."""
+        optimizer = super().create_optimizer(model)
+        if self.layer_decay == 1.0:
+            return optimizer
+        names = {id(p): n for n, p in (model or self.model).named_parameters()}
+        depth = {i: layer_depth(n) for i, n in names.items()}
+        top = 1 + max((d for d in depth.values() if d is not None), default=0)
+        groups = []
+        for group in optimizer.param_groups:
+            by_depth = defaultdict(list)
+            for p in group["params"]:
+                by_depth[top if depth[id(p)] is None else depth[id(p)]].append(p)
+            settings = {k: v for k, v in group.items() if k != "params"}
+            for d, params in sorted(by_depth.items()):
+                groups.append({**settings, "params": params, "lr": group["lr"] * self.layer_decay ** (top - d)})
+        optimizer.param_groups = []  # nothing stepped yet: no state to carry
+        for group in groups:
+            optimizer.add_param_group(group)
+        return optimizer
+
     def _get_eval_sampler(self, eval_dataset):
         return torch.utils.data.SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
 
@@ -83,6 +108,13 @@ class RelationTrainer(Trainer):
         if self.args.train_sampling_strategy != "group_by_length" or self.args.world_size > 1:
             return super()._get_train_sampler(train_dataset)
         return EpochLengthSampler(self.args.train_batch_size, token_lengths(dataset), self.args.data_seed)
+
+
+def layer_depth(name: str) -> int | None:
+    """0 for the encoder's embeddings, i + 1 for its layer i, None for the rest (the head: the top)."""
+    if match := re.search(r"\.layer\.(\d+)\.", name):
+        return int(match.group(1)) + 1
+    return 0 if ".embeddings." in name else None
 
 
 def resume_training(trainer: Trainer, checkpoint: Path | None) -> None:

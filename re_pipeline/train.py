@@ -47,6 +47,11 @@ class TrainConfig:
     eval_batch_size: int = option(128, "rows per evaluation and prediction batch")
     learning_rate: float = option(3e-4, "peak AdamW rate; ~1e-5 to 3e-5 for large pretrained encoders")
     weight_decay: float = option(0.01, "AdamW weight decay")
+    layer_decay: float = option(
+        1.0,
+        "layer-wise learning-rate decay: each encoder layer's rate this times the one above, the embeddings "
+        "lowest, the head at learning_rate (1: one rate)",
+    )
     warmup_ratio: float = option(0.1, "share of the steps with a linearly rising rate")
     warmup_steps: int | None = option(None, "steps with a linearly rising rate (overrides warmup_ratio)")
     gradient_accumulation: int = option(1, "steps whose gradients add up before each optimizer step")
@@ -136,6 +141,7 @@ class TrainConfig:
         )
         check("train.learning_rate", self.learning_rate > 0, "above 0", self.learning_rate)
         check("train.weight_decay", self.weight_decay >= 0, "at least 0", self.weight_decay)
+        check("train.layer_decay", 0 < self.layer_decay <= 1, "in (0, 1]", self.layer_decay)
         check("train.warmup_ratio", 0 <= self.warmup_ratio < 1, "in [0, 1)", self.warmup_ratio)
         check("train.max_length", self.max_length >= 16, "at least 16", self.max_length)
         check(
@@ -234,6 +240,7 @@ def make_trainer(
     meter = Throughput(model.encoder.config, model.frozen_layers, cached, model.config.peft.enabled, config.precision)
     trainer = RelationTrainer(
         throughput=meter,
+        layer_decay=config.layer_decay,
         model=model,
         args=args,
         train_dataset=train_ds,
