@@ -24,24 +24,12 @@ from leaderboard_scores import SHARED, public_score
 
 from re_pipeline.labels import LabelSet
 from re_pipeline.metrics import compute_metrics
-from re_pipeline.prior import CALIBRATIONS, DECISIONS, PRIOR_SHIFTS, Reference
+from re_pipeline.prior import CALIBRATIONS, DECISIONS, PRIOR_SHIFTS, Reference, cross_fitted_decision
 from re_pipeline.runs import finished
 from re_pipeline.submission import read_submission, write_submission
 
 HERE = Path(__file__).resolve().parents[1]
 OUT = HERE / "submissions" / "prior_study"
-
-
-def crossfit(
-    prior: np.ndarray, probs: np.ndarray, gold: np.ndarray, calibration: str, decision: str, seed: int = 0
-) -> dict:
-    """Validation metrics with the calibration and decision of each half fitted on the other half."""
-    half = np.random.default_rng(seed).random(len(gold)) < 0.5
-    out = np.empty_like(probs)
-    for part in (half, ~half):
-        reference = Reference.from_validation(prior, probs[~part], gold[~part], calibration, decision)
-        out[part] = reference.shift(probs[part], "none")[0]
-    return {k: round(v, 2) for k, v in compute_metrics(gold, out).items() if k in ("micro_f1", "auprc")}
 
 
 def study(run_dir: Path) -> list[dict]:
@@ -57,7 +45,8 @@ def study(run_dir: Path) -> list[dict]:
     rows = []
     for calibration, decision in itertools.product(CALIBRATIONS, DECISIONS):
         reference = Reference.from_validation(train_prior, oof[validated], gold, calibration, decision)
-        val = crossfit(train_prior, oof[validated], gold, calibration, decision)
+        decided = cross_fitted_decision(oof[validated], gold, calibration, decision)
+        val = {k: round(v, 2) for k, v in compute_metrics(gold, decided).items()}
         for shift in PRIOR_SHIFTS:
             probs, estimated = reference.shift(test, shift)
             name = f"{run_dir.name}-{calibration}-{shift}-{decision}"

@@ -27,7 +27,7 @@ from .errors import PipelineError
 from .io_utils import read_json, write_json
 from .labels import LabelSet
 from .metrics import auprc, compute_metrics, micro_f1, softmax
-from .prior import Reference, fit_calibration
+from .prior import Reference, cross_fitted_decision, fit_calibration
 from .runs import environment, finished, new_run_id, read_oof
 from .submission import read_submission, validate_submission, write_submission
 
@@ -310,6 +310,11 @@ def run_ensemble(
         sentences = Path(members[0].name) / "oof_examples.jsonl"  # the same rows: the report's misclassified list
         if sentences.exists():
             shutil.copyfile(sentences, run_dir / "oof_examples.jsonl")
+        if test_prior:  # each half of the combined rows decided with the factor fitted on the other half
+            decided = combined[rows] / combined[rows].sum(axis=1, keepdims=True)
+            test_prior["validation_decided"] = compute_metrics(
+                gold, cross_fitted_decision(decided, gold, "none", decision)
+            )
         info["member_metrics"] = {m.name: compute_metrics(gold, member[rows]) for m, member in zip(members, oof)}
     result.update(
         submission=str(submission), ensemble=info, environment=environment(), seconds=round(time.time() - started, 1)
