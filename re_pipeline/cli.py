@@ -241,7 +241,11 @@ def run_rows(run_dir: Path) -> list[dict]:
     result = read_json(run_dir / "result.json")
     rows = [
         {"": f"{title} {metric}", "value": value}
-        for title, key in (("validation", "metrics"), ("reweighted", "metrics_reweighted"))
+        for title, key in (
+            ("validation", "metrics"),
+            ("reweighted", "metrics_reweighted"),
+            ("decided", "metrics_decided"),
+        )
         for metric, value in (result.get(key) or {}).items()
     ]
     rows += [{"": "run folder", "value": str(run_dir)}, {"": "submission", "value": result.get("submission")}]

@@ -29,7 +29,11 @@ from .runs import COLUMNS, compare_runs, finished, list_runs, run_summary, setti
 MAX_ERRORS = 10_000  # misclassified rows embedded in a page, most confident first: ~5 MB with KLUE-RE sentences
 PAGE_ROWS = 50  # misclassified rows shown at a time
 FIGURES = {"confusion matrix": "confusion_matrix.png", "precision-recall curves": "pr_curves.png"}
-HEADLINE = {"validation": "metrics", "validation reweighted to the test": "metrics_reweighted"}
+HEADLINE = {
+    "validation": "metrics",
+    "validation reweighted to the test": "metrics_reweighted",
+    "validation calibrated and decided (cross-fitted)": "metrics_decided",
+}
 SECTIONS = {
     "summary": "scores",
     "ensemble": "ensemble",

@@ -57,7 +57,7 @@ from .models.relation import RelationModel, build_model
 from .models.store import save_relation_model
 from .models.trim import RECORD as TRIM_RECORD
 from .models.trim import kept_ids, trim_record, trimmed_folder
-from .prior import Reference
+from .prior import Reference, cross_fitted_decision
 from .progress import StageBars, stage
 from .reports import write_reports
 from .runs import data_files, environment, new_run_id, write_metrics_log
@@ -600,6 +600,9 @@ def write_results(
             prior, oof[predicted], val_gold, config.train.calibration, config.train.decision
         )
         write_json(run_dir / "prior.json", reference.to_dict())  # for the run's Predictor
+        if (config.train.calibration, config.train.decision) != ("none", "argmax"):
+            decided = cross_fitted_decision(oof[predicted], val_gold, config.train.calibration, config.train.decision)
+            result["metrics_decided"] = compute_metrics(val_gold, decided)  # each half fitted on the other
         mean, estimated = reference.shift(mean, config.train.prior_shift)
         result["test_prior"] = {
             "prior_shift": config.train.prior_shift,

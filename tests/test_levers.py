@@ -309,6 +309,8 @@ def test_a_calibrated_f1_decided_run_predicts_its_test_like_the_run_and_re_decid
     assert (
         result["test_prior"]["no_relation_scale"] == reference["scale"] and len(reference["calibration"]["bias"]) == 30
     )
+    assert set(result["metrics_decided"]) == set(result["metrics"])  # cross-fitted, beside the raw scores
+    assert "calibrated and decided" in (run / "report.html").read_text(encoding="utf-8")
     test = predictor_examples(tmp_path)
     np.testing.assert_allclose(Predictor.from_run(run).predict_test(test), np.load(run / "test_probs.npy"), atol=1e-12)
     with pytest.raises(PipelineError, match="already calibrated"):
