@@ -1,4 +1,4 @@
-"""Load -> clean -> format -> tokenize throughput on the full shared train set (configs/default.yaml's
+"""Load -> clean -> format -> tokenize throughput on the full shared train set (configs/reference.yaml's
 markers), 1 and 2 processes,
 and the token-length distribution per input format.
 
@@ -23,7 +23,7 @@ from re_pipeline.data.markers import FORMATS, MarkerConfig
 from re_pipeline.models.backbone import BackboneConfig, default_tokenizer
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "klue-re"
-DEFAULT = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
+DEFAULT = Path(__file__).resolve().parents[1] / "configs" / "reference.yaml"
 
 
 def main(train_path: Path, repeats: int = 3) -> dict:

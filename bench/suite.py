@@ -570,6 +570,12 @@ SECTIONS = {
         measure_leaderboard,
         render_leaderboard,
     ),
+    "recipe": (  # a study of full runs across sessions: its tables live in bench/notes/recipe.md
+        "The pretrained recipe re-tuned: loss, rate, markers, the test's no_relation share, ensembles",
+        "bench/screen_agreement.py, bench/prior_study.py, bench/ensemble_study.py",
+        None,
+        None,
+    ),
     "load_clean": ("Load + validate + clean", "bench/data_bench.py", measure_load_clean, render_load_clean),
     "tokenize": ("Load → clean → format → tokenize", "bench/features_bench.py", measure_tokenize, render_tokenize),
     "speed": (
@@ -646,8 +652,11 @@ def render(results: dict[str, dict], current: dict) -> str:
         + ".",
         "",
     ]
-    for key, (title, script, _, render_section) in SECTIONS.items():
+    for key, (title, script, measure, render_section) in SECTIONS.items():
         out += [f"## {title}", ""]
+        if measure is None:  # a study measured outside the suite, by the scripts named in its notes
+            out += [(NOTES / f"{key}.md").read_text(encoding="utf-8").strip(), ""]
+            continue
         stored = results.get(key)
         if stored is None:
             why = (
@@ -683,7 +692,7 @@ def main() -> None:
     parser.add_argument(
         "--only",
         action="append",
-        choices=sorted(SECTIONS),
+        choices=sorted(key for key, section in SECTIONS.items() if section[2]),
         help="measure only these sections (the file is still rewritten whole)",
     )
     parser.add_argument(
@@ -694,7 +703,7 @@ def main() -> None:
     if not args.render_only and not (Path(args.data) / "train.csv").is_file():
         raise SystemExit(f"no {args.data}/train.csv: the benchmarks need the shared KLUE-RE data (--data DIR)")
     RESULTS.mkdir(exist_ok=True)
-    default = [key for key in SECTIONS if key != "gpu" or torch.cuda.is_available()]
+    default = [key for key, section in SECTIONS.items() if section[2] and (key != "gpu" or torch.cuda.is_available())]
     if not LEADERBOARD_RUNS.is_dir():
         default.remove("leaderboard")
     for key in [] if args.render_only else args.only or default:

@@ -1,8 +1,9 @@
 """The run configuration: every stage's section, YAML in (checked key by key), resolved YAML out.
 
-The dataclass defaults ARE the default experiment: `configs/default.yaml` is `render(Config())`, written by
-`re-pipeline config show > configs/default.yaml`, and a test holds the two equal. Other configs override
-only what they change. Each field's help lives on the field (`typed_config.option`).
+The dataclass defaults are every key's reference value: `configs/reference.yaml` is `render(Config())`, written
+by `re-pipeline config show > configs/reference.yaml`, and a test holds the two equal (the code's defaults train
+the TF-IDF model, as configs/tfidf.yaml). Configs override only what they change, directly or on a `base:`
+config; `configs/default.yaml`, what `make train` runs, is the chosen recipe. Each field's help lives on the field (`typed_config.option`).
 """
 
 from __future__ import annotations
@@ -60,19 +61,42 @@ class Config:
             check("tapt.max_length", self.tapt.max_length <= backbone.max_position - 2, most, self.tapt.max_length)
 
 
+def read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    """A config file's mapping; a `base: other.yaml` key (relative to the file) is read first and this file's
+    keys override it, section by section."""
+    if not path.exists():
+        raise PipelineError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise PipelineError(f"{path}: invalid YAML ({exc})") from None
+    except UnicodeDecodeError:
+        raise PipelineError(f"{path}: not UTF-8 text; re-save the file as UTF-8") from None
+    if not isinstance(data, dict):
+        raise PipelineError(f"{path}: a config is a mapping of sections, not {type(data).__name__}")
+    if "base" not in data:
+        return data
+    base = (path.parent / str(data.pop("base"))).resolve()
+    if base in seen:
+        raise PipelineError(f"{path}: base {base} includes itself")
+    return merged(read_yaml(base, (*seen, base)), data)
+
+
+def merged(base: dict, top: dict) -> dict:
+    """`top` over `base`, mappings merged key by key, anything else replaced."""
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Read a YAML config (defaults when `path` is None) and apply `key.sub=value` overrides."""
+    """Read a YAML config (defaults when `path` is None; `base:` files first) and apply `key.sub=value`
+    overrides."""
     data = {}
     if path is not None:
         path = Path(path)
-        if not path.exists():
-            raise PipelineError(f"config file not found: {path}")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise PipelineError(f"{path}: invalid YAML ({exc})") from None
-        except UnicodeDecodeError:
-            raise PipelineError(f"{path}: not UTF-8 text; re-save the file as UTF-8") from None
+        data = read_yaml(path, (path.resolve(),))
     for item in overrides or []:
         key, sep, raw = item.partition("=")
         if not sep:
@@ -104,11 +128,11 @@ def to_yaml(config: Config) -> str:
 def render(config: Config, width: int = 40) -> str:
     """The resolved config as commented YAML: each key with its help, sections with theirs.
 
-    `configs/default.yaml` is `render(Config())`; `re-pipeline config show` prints it for any config.
+    `configs/reference.yaml` is `render(Config())`; `re-pipeline config show` prints it for any config.
     """
     lines = [
         "# The resolved config, each key with its help (`re-pipeline config show [--config FILE]`).",
-        "# configs/default.yaml is this output for the defaults; edit the defaults in the code, then regenerate it.",
+        "# configs/reference.yaml is this output for the defaults; edit the defaults in the code, then regenerate it.",
     ]
     _render(config, 0, lines, width)
     return "\n".join(lines) + "\n"

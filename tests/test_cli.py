@@ -73,7 +73,7 @@ def test_train_without_data_uses_the_generated_sample(tmp_path, monkeypatch):
         "tapt.enabled=false",
         "train.max_steps=3",
     ]
-    config = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
+    config = Path(__file__).resolve().parents[1] / "configs" / "reference.yaml"
     result = runner.invoke(app, ["train", "-c", str(config), *sum((["--set", s] for s in tiny), [])])
     assert result.exit_code == 0, result.output
     assert "synthetic Korean sample" in result.output and (tmp_path / "data" / "sample" / "train.csv").exists()

@@ -17,11 +17,11 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
 
 
-def test_default_yaml_is_the_code_defaults():
-    path = ROOT / "configs" / "default.yaml"
+def test_reference_yaml_is_the_code_defaults():
+    path = ROOT / "configs" / "reference.yaml"
     assert load_config(path) == Config() == load_config(None)
     assert path.read_text(encoding="utf-8") == render(Config()), (
-        "configs/default.yaml differs from the code's defaults: re-pipeline config show > configs/default.yaml"
+        "configs/reference.yaml differs from the code's defaults: re-pipeline config show > configs/reference.yaml"
     )
 
 
@@ -144,3 +144,17 @@ def test_out_of_range_values_are_one_line_errors_naming_the_key(override, messag
 def test_a_pretrained_encoder_is_not_held_to_the_offline_default_sizes():
     config = load_config(None, ["model.backbone.name=klue/roberta-large", "model.backbone.max_position=10"])
     assert config.model.backbone.max_position == 10
+
+
+def test_a_config_overrides_its_base_section_by_section(tmp_path):
+    (tmp_path / "base.yaml").write_text("name: base\ntrain:\n  epochs: 7\n  learning_rate: 1.0e-4\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "top.yaml").write_text("base: ../base.yaml\nname: top\ntrain:\n  epochs: 2\n")
+    config = load_config(tmp_path / "sub" / "top.yaml")
+    assert (config.name, config.train.epochs, config.train.learning_rate) == ("top", 2, 1e-4)
+    (tmp_path / "loop.yaml").write_text("base: loop.yaml\n")
+    with pytest.raises(PipelineError, match="includes itself"):
+        load_config(tmp_path / "loop.yaml")
+    (tmp_path / "missing.yaml").write_text("base: nowhere.yaml\n")
+    with pytest.raises(PipelineError, match="config file not found: .*nowhere.yaml"):
+        load_config(tmp_path / "missing.yaml")

@@ -68,7 +68,7 @@ def test_stage_bars_replace_the_trainers_own_output(tmp_path, bars, stock):
 @pytest.mark.parametrize("verbose", [False, True])
 def test_train_prints_bars_and_a_summary_or_with_verbose_the_trainers_logs(tmp_path, monkeypatch, verbose):
     monkeypatch.chdir(tmp_path)
-    config = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
+    config = Path(__file__).resolve().parents[1] / "configs" / "reference.yaml"
     sets = [arg for s in TINY for arg in ("--set", s)]
     result = CliRunner().invoke(app, ["train", "-c", str(config), *sets, *(["--verbose"] if verbose else [])])
     assert result.exit_code == 0, result.output
@@ -82,7 +82,7 @@ def test_train_prints_bars_and_a_summary_or_with_verbose_the_trainers_logs(tmp_p
 
 def test_a_classical_run_shows_a_bar_for_its_fit_and_its_prediction(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # model.kind prior: no tokenizer, no Trainer
-    config = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
+    config = Path(__file__).resolve().parents[1] / "configs" / "reference.yaml"
     result = CliRunner().invoke(app, ["train", "-c", str(config), "--set", "model.kind=prior"])
     assert result.exit_code == 0, result.output
     assert "fold 1: prior" in result.output and "fold 1: predicting" in result.output

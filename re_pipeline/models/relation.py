@@ -138,9 +138,8 @@ class ModelConfig:
 
     kind: str = option(
         "tfidf",
-        "tfidf (TF-IDF + logistic regression; the default: it beats the offline transformer on the public "
-        "leaderboard) | transformer (an encoder with a relation head; configs/transformer.yaml) | prior "
-        "(P(relation | type pair))",
+        "tfidf (TF-IDF + logistic regression; configs/tfidf.yaml) | transformer (an encoder with a relation "
+        "head; configs/default.yaml, configs/transformer.yaml) | prior (P(relation | type pair))",
     )
     backbone: BackboneConfig = option(help="the encoder", factory=BackboneConfig)
     pooling: str = option("entity_start", "features for the classifier: " + " | ".join(POOLERS))
