@@ -27,7 +27,7 @@ from .jobs import run_jobs
 from .labels import resolve_label_set
 from .leaderboard import add_score, run_of_submission
 from .models.packaged import PACKAGED, backbone_folder, is_packaged
-from .pipeline import distributed, run_pipeline, run_tapt_stage
+from .pipeline import distributed, run_members, run_pipeline, run_tapt_stage
 from .predict import predict_file
 from .progress import console_stages
 from .reports import write_reports
@@ -234,6 +234,13 @@ def train(
         )
         return
     print_table("run", cells(run_rows(run_dir)))
+    combined = run_members(cfg, run_dir, log=_log)
+    if combined is not None:
+        result = read_json(combined / "result.json")
+        decided = (result["ensemble"].get("test_prior") or {}).get("validation_decided") or result["metrics"] or {}
+        rows = [{"": f"validation {metric}", "value": value} for metric, value in decided.items()]
+        rows += [{"": "run folder", "value": str(combined)}, {"": "submission", "value": result["submission"]}]
+        print_table(f"ensemble of {', '.join(result['ensemble']['members'])}", cells(rows))
 
 
 def run_rows(run_dir: Path) -> list[dict]:

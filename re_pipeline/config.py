@@ -18,6 +18,7 @@ from .data.augment import AugmentConfig
 from .data.clean import CleanConfig
 from .data.load import DataConfig
 from .data.markers import MarkerConfig
+from .ensemble import EnsembleConfig
 from .errors import PipelineError
 from .models.packaged import is_packaged
 from .models.relation import ModelConfig
@@ -41,8 +42,18 @@ class Config:
     tapt: TaptConfig = option(help="task-adaptive pretraining (masked LM) before fine-tuning", factory=TaptConfig)
     train: TrainConfig = option(help="fine-tuning and validation", factory=TrainConfig)
     search: SearchConfig = option(help="what `re-pipeline hpsearch` searches", factory=SearchConfig)
+    ensemble: EnsembleConfig = option(
+        help="other configs trained after this one and combined with it (`re-pipeline train` runs them)",
+        factory=EnsembleConfig,
+    )
 
     def __post_init__(self) -> None:
+        decided = (self.train.calibration, self.train.prior_shift, self.train.decision) != ("none", "none", "argmax")
+        if self.ensemble.members and decided:
+            raise PipelineError(
+                "with ensemble.members the ensemble calibrates, shifts and decides (ensemble.calibration, prior_shift, "
+                "decision): leave train.calibration, prior_shift and decision at none, none, argmax"
+            )
         backbone = self.model.backbone
         if backbone.trim_vocab:
             packaged = f"false for {backbone.name or 'the offline default'} (trimming is for packaged backbones)"
@@ -74,6 +85,9 @@ def read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
         raise PipelineError(f"{path}: not UTF-8 text; re-save the file as UTF-8") from None
     if not isinstance(data, dict):
         raise PipelineError(f"{path}: a config is a mapping of sections, not {type(data).__name__}")
+    ensemble = data.get("ensemble")
+    if isinstance(ensemble, dict) and isinstance(ensemble.get("members"), list):  # relative to this file, as base: is
+        ensemble["members"] = [str((path.parent / str(member)).resolve()) for member in ensemble["members"]]
     if "base" not in data:
         return data
     base = (path.parent / str(data.pop("base"))).resolve()

@@ -27,14 +27,39 @@ from .errors import PipelineError
 from .io_utils import read_json, write_json
 from .labels import LabelSet
 from .metrics import auprc, compute_metrics, micro_f1, softmax
-from .prior import Reference, cross_fitted_decision, fit_calibration
-from .runs import environment, finished, new_run_id, read_oof
+from .prior import CALIBRATIONS, DECISIONS, PRIOR_SHIFTS, Reference, cross_fitted_decision, fit_calibration
+from .runs import environment, finished, new_run_dir, read_oof
 from .submission import read_submission, validate_submission, write_submission
+from .typed_config import choice, option
 
 METHODS = ("mean", "weighted", "fit-f1", "fit-auprc")
+FIT_METHODS = ("mean", "fit-f1", "fit-auprc")  # what a config may ask for (weighted needs weights)
 FLOOR = 1e-12  # log pooling: a probability of 0 (a relation a pair head forbids) counts as this
 FIT_METRIC = {"fit-f1": "micro_f1", "fit-auprc": "auprc"}
 CROSS_FIT_PARTS = 5  # a fitted ensemble is scored on each fifth of the rows with weights fit on the other four
+
+
+@dataclass
+class EnsembleConfig:
+    """Configs trained after a run on its data, seed and split, then combined with it (`run_members`)."""
+
+    members: list[str] = option(
+        help="config files trained after this one on its data, seed and split, then ensembled with it into one "
+        "more submission (paths relative to the config file that lists them); [] for none",
+        factory=list,
+    )
+    method: str = option("mean", "how the runs are weighted: mean | fit-f1 | fit-auprc (fitted out of fold)")
+    pool: str = option("mean", "mean (soft voting) | log (weighted geometric mean)")
+    calibration: str = option("none", "each run calibrated on its validated rows first: " + " | ".join(CALIBRATIONS))
+    prior_shift: str = option("none", "the combination adjusted to a test prior: " + " | ".join(PRIOR_SHIFTS))
+    decision: str = option("argmax", "argmax | f1: the combination's no_relation factor of best validation micro-F1")
+
+    def __post_init__(self) -> None:
+        choice("ensemble.method", self.method, FIT_METHODS)
+        choice("ensemble.pool", self.pool, POOLS)
+        choice("ensemble.calibration", self.calibration, CALIBRATIONS)
+        choice("ensemble.prior_shift", self.prior_shift, PRIOR_SHIFTS)
+        choice("ensemble.decision", self.decision, DECISIONS)
 
 
 @dataclass
@@ -271,8 +296,7 @@ def run_ensemble(
             "no_relation_scale": reference.scale,
         }
 
-    run_dir = runs_dir / new_run_id("ensemble")
-    run_dir.mkdir(parents=True)
+    run_dir = new_run_dir(runs_dir, "ensemble")
     ids = members[0].ids
     submission = write_submission(submissions_dir / f"{run_dir.name}.csv", ids, probs, label_set)
     problems = validate_submission(submission, ids, label_set)

@@ -23,7 +23,7 @@ from accelerate import PartialState
 from accelerate.utils import broadcast_object_list
 from transformers import set_seed
 
-from .config import Config, to_yaml, with_values
+from .config import Config, load_config, to_yaml, with_values
 from .data.audit import Ledger
 from .data.augment import augment
 from .data.clean import apply_label_rules
@@ -41,6 +41,7 @@ from .data.markers import mark
 from .data.morphemes import space_examples, space_sentences
 from .data.schema import Example
 from .data.split import Fold, split_rows, stratified_share
+from .ensemble import run_ensemble
 from .errors import PipelineError
 from .frozen_cache import frozen_store
 from .heap import release_heap
@@ -637,6 +638,38 @@ def write_results(
     )
     write_json(run_dir / "result.json", result)
     log(f"report: {write_report(run_dir)}")
+
+
+def run_members(config: Config, run_dir: Path, submissions_dir: Path = Path("submissions"), log=print) -> Path | None:
+    """`config.ensemble`: each member config trained on the run's data, seed and split into a sibling run folder
+    `<run>-<member name>` (one with result.json is reused), then all combined by `run_ensemble` into one more
+    run folder and submission. None without members."""
+    if not config.ensemble.members:
+        return None
+    runs = [run_dir]
+    for path in config.ensemble.members:
+        same = {
+            f"train.{key}": getattr(config.train, key) for key in ("validation", "split", "holdout_fraction", "folds")
+        }
+        member = with_values(load_config(path), {"seed": config.seed, "data": asdict(config.data), **same})
+        member_dir = run_dir.parent / f"{run_dir.name}-{member.name}"
+        if not (member_dir / "result.json").exists():
+            log(f"ensemble member {path}: training into {member_dir}")
+            run_pipeline(member, member_dir, submissions_dir, log=log)
+        runs.append(member_dir)
+    e = config.ensemble
+    log(f"ensemble: {len(runs)} runs, {e.method} weights, {e.pool} pool, decision {e.decision}")
+    return run_ensemble(
+        runs,
+        e.method,
+        runs_dir=run_dir.parent,
+        submissions_dir=submissions_dir,
+        log=log,
+        pool=e.pool,
+        calibration=e.calibration,
+        prior_shift=e.prior_shift,
+        decision=e.decision,
+    )
 
 
 def write_oof_examples(path: Path, examples: list[Example], validated: np.ndarray) -> None:

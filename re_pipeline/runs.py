@@ -44,6 +44,19 @@ def new_run_id(name: str) -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{name}"
 
 
+def new_run_dir(parent: Path, name: str) -> Path:
+    """A new, empty `parent/<time>-<name>`, with -2, -3, ... appended when that second's folder exists."""
+    base = parent / new_run_id(name)
+    for n in range(1, 1000):
+        path = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            continue
+    raise PipelineError(f"no free run folder name under {parent} for {base.name}")
+
+
 def environment() -> dict:
     """Library versions, device, python, and the git commit with a dirty flag."""
     versions = {}

@@ -21,7 +21,7 @@ from re_pipeline.models.backbone import BackboneConfig, build_encoder
 from re_pipeline.models.pair_prior import PairPrior, PriorConfig
 from re_pipeline.models.relation import ModelConfig, RelationModel
 from re_pipeline.models.tfidf import VIEWS, TfidfConfig, TfidfInputs, TfidfModel, texts, vectorizer
-from re_pipeline.pipeline import run_pipeline
+from re_pipeline.pipeline import run_members, run_pipeline
 from re_pipeline.predict import Predictor
 from re_pipeline.submission import read_submission, validate_submission
 
@@ -331,3 +331,28 @@ def test_a_calibrated_f1_decided_run_predicts_its_test_like_the_run_and_re_decid
 def test_calibration_and_the_f1_decision_refuse_a_run_without_validation():
     with pytest.raises(PipelineError, match="train.decision f1: fitted on validated rows"):
         load_config(None, ["train.validation=none", "train.decision=f1"])
+
+
+def test_a_config_with_ensemble_members_trains_them_on_its_split_and_combines_them(tmp_path):
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "member.yaml").write_text("name: wide\nseed: 7\nmodel:\n  kind: tfidf\n  tfidf:\n    c: 0.5\n")
+    ensemble = ["ensemble.members=[member.yaml]", "ensemble.pool=log", "ensemble.decision=f1"]
+    (tmp_path / "cfg" / "main.yaml").write_text("ensemble:\n  members: [member.yaml]\n")
+    config = load_config(tmp_path / "cfg" / "main.yaml")  # the member path resolved beside the file naming it
+    assert config.ensemble.members == [str(tmp_path / "cfg" / "member.yaml")]
+    run = tfidf_run(
+        tmp_path, "main", "model.tfidf.views=[word]", *ensemble[1:], f"ensemble.members={config.ensemble.members}"
+    )
+    combined = run_members(load_config(run / "config.yaml"), run, tmp_path / "subs", log=lambda message: None)
+    member = run.parent / f"{run.name}-wide"
+    member_config = load_config(member / "config.yaml")
+    assert member_config.seed == 42 and member_config.model.tfidf.c == 0.5  # the run's seed (split), its own model
+    info = json.loads((combined / "result.json").read_text())["ensemble"]
+    assert (
+        info["members"] == [str(run), str(member)] and info["pool"] == "log" and info["test_prior"]["decision"] == "f1"
+    )
+    trained = (member / "result.json").stat().st_mtime_ns
+    again = run_members(load_config(run / "config.yaml"), run, tmp_path / "subs", log=lambda message: None)
+    assert again != combined and (member / "result.json").stat().st_mtime_ns == trained  # the member reused
+    with pytest.raises(PipelineError, match="with ensemble.members the ensemble calibrates"):
+        load_config(None, [*ensemble, "train.decision=f1"])
