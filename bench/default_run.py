@@ -23,11 +23,11 @@ from sweep import train_command
 DEFAULT = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
 
 
-def main(data: str, overrides: list[str] = (), score: bool = True) -> dict:
+def main(data: str, overrides: list[str] = (), score: bool = True, config: Path = DEFAULT) -> dict:
     """One run of the default config (with `overrides`) on `data`: seconds, peak RSS (GiB), validation scores and,
     with `score` (for the competition's test only), public-leaderboard scores."""
     with tempfile.TemporaryDirectory() as tmp:
-        command = train_command(DEFAULT, Path(data).resolve(), "run", list(overrides))
+        command = train_command(config, Path(data).resolve(), "run", list(overrides))
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
         started = time.perf_counter()
         log = Path(tmp) / "train.log"
@@ -38,15 +38,26 @@ def main(data: str, overrides: list[str] = (), score: bool = True) -> dict:
         seconds = time.perf_counter() - started
         if child.returncode != 0:
             raise SystemExit(f"{' '.join(command)} failed:\n{log.read_text(errors='replace')[-3000:]}")
-        result = json.loads((Path(tmp) / "run" / "result.json").read_text(encoding="utf-8"))
-        row = {
+        runs = {"run": Path(tmp) / "run", **{p.name: p for p in sorted(Path(tmp).glob("run-*"))}}
+        for path in Path(tmp).glob("*-ensemble"):  # a config with ensemble.members: its last submission
+            runs["ensemble"] = path
+        scored = {name: scores(path, Path(tmp), score) for name, path in runs.items()}
+        return {
             "seconds": round(seconds, 1),
             "peak_rss_gib": round(usage.ru_maxrss / 2**20, 3),  # ru_maxrss is in KiB on Linux
-            "val_micro_f1": result["metrics"]["micro_f1"],
-            "val_auprc": result["metrics"]["auprc"],
+            **scored.get("ensemble", scored["run"]),  # what the run submits last
+            "runs": scored if len(scored) > 1 else None,
         }
-        if score and (SHARED / "tools" / "leaderboard.py").exists() and result.get("submission"):
-            row.update(public_score(Path(tmp) / result["submission"]))
+
+
+def scores(run_dir: Path, cwd: Path, public: bool) -> dict:
+    """A run folder's validation scores (an ensemble's as decided, cross-fitted) and its submission's public ones."""
+    result = json.loads((run_dir / "result.json").read_text(encoding="utf-8"))
+    decided = ((result.get("ensemble") or {}).get("test_prior") or {}).get("validation_decided")
+    metrics = decided or result.get("metrics_decided") or result["metrics"]
+    row = {"val_micro_f1": metrics["micro_f1"], "val_auprc": metrics["auprc"]}
+    if public and (SHARED / "tools" / "leaderboard.py").exists() and result.get("submission"):
+        row.update(public_score(cwd / result["submission"]))
     return row
 
 

@@ -421,6 +421,11 @@ def render_default_run(r: dict) -> str:
             "",
             f"`re-pipeline train -d DATA` in a fresh process, {len(r['scores'])} run(s); the peak is the process's own "
             f"resident memory (`os.wait4`). The scores were {'the same in every run' if same else 'not the same in every run'}.",
+            *(
+                f"- {name}: validation {x['val_micro_f1']:.2f} / {x['val_auprc']:.2f}"
+                + (f", public {x['public_micro_f1']:.2f} / {x['public_auprc']:.2f}" if "public_micro_f1" in x else "")
+                for name, x in (scores.get("runs") or {}).items()
+            ),
         ]
     )
 
