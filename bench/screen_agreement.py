@@ -8,7 +8,7 @@ holds result.json is not run again, so the study resumes where a session stopped
 by ../shared/tools/leaderboard.py only: nothing here trains, tunes or selects on them.
 
 Usage: python bench/screen_agreement.py run {screen|full} [--systems recipe lr-2x ...] [--data ../shared/data/klue-re]
-       python bench/screen_agreement.py table [--out bench/results/screen_agreement.json]
+       python bench/screen_agreement.py table [--out bench/results/screen_agreement.json] [--systems NAME ...]
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ def no_relation_share(submission: Path) -> float:
     return round(100 * sum(label == "no_relation" for label in labels) / len(labels), 1)
 
 
-def markdown(result: dict) -> str:
+def markdown(result: dict, shown: list[str] | None = None) -> str:
     """The study as a Markdown table for bench/notes/e5_speed.md: each system's screen and full run."""
 
     def cell(r: dict | None) -> list[str]:
@@ -163,6 +163,8 @@ def markdown(result: dict) -> str:
         "|---|" + "---:|" * 8,
     ]
     for name, r in result["systems"].items():
+        if shown and name not in shown:
+            continue
         lines.append(
             f"| {name} (`{' '.join(SYSTEMS[name]) or 'configs/e5-small.yaml'}`) | "
             + " | ".join(cell(r["screen"]) + cell(r["full"]))
@@ -175,7 +177,7 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def table(out: Path | None) -> dict:
+def table(out: Path | None, shown: list[str] | None = None) -> dict:
     rows = {name: {mode: row(mode, name) for mode in ("screen", "full")} for name in SYSTEMS}
     both = [name for name, r in rows.items() if r["screen"] and r["full"] and name not in REPLICAS]
     agreement = {}
@@ -194,7 +196,7 @@ def table(out: Path | None) -> dict:
     result = {"systems": rows, "compared": both, "spearman": agreement, "seed_noise": noise}
     if out:
         out.write_text(json.dumps(result, indent=1) + "\n")
-    print(markdown(result))
+    print(markdown(result, shown))
     return result
 
 
@@ -207,11 +209,12 @@ def main(argv=None) -> None:
     runs.add_argument("--data", type=Path, default=DATA)
     tab = sub.add_parser("table")
     tab.add_argument("--out", type=Path)
+    tab.add_argument("--systems", nargs="+", choices=list(SYSTEMS), help="the rows printed (all are scored)")
     args = parser.parse_args(argv)
     if args.what == "run":
         run(args.mode, args.systems, args.data)
     else:
-        table(args.out)
+        table(args.out, args.systems)
 
 
 if __name__ == "__main__":
