@@ -52,6 +52,7 @@ SYSTEMS |= {  # issue 30's re-tuning, one change at a time to lr-2x (the best fu
     "lr-2x-focal": [*LR2, "model.loss.class_weighted=false", "model.loss.name=focal", "model.loss.focal_gamma=1"],
     "lr-2x-entity-tag": [*LR2, "markers.format=entity_tag"],
     "lr-2x-typed-marker": [*LR2, "markers.format=typed_entity_marker"],
+    "lr-2x-typed-punct": [*LR2, "markers.format=typed_entity_marker_punct"],
     "lr-2x-typed-punct-ko": [*LR2, "markers.format=typed_entity_marker_punct", "markers.type_language=ko"],
     "lr-2x-cls": [*LR2, "model.pooling=cls"],
     "lr-2x-len128": [*LR2, "train.max_length=128"],
