@@ -84,7 +84,7 @@ def read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     except UnicodeDecodeError:
         raise PipelineError(f"{path}: not UTF-8 text; re-save the file as UTF-8") from None
     if not isinstance(data, dict):
-        raise PipelineError(f"{path}: a config is a mapping of sections, not {type(data).__name__}")
+        raise PipelineError(f"{path}: config root: expected a mapping, got {type(data).__name__}")
     ensemble = data.get("ensemble")
     if isinstance(ensemble, dict) and isinstance(ensemble.get("members"), list):  # relative to this file, as base: is
         ensemble["members"] = [str((path.parent / str(member)).resolve()) for member in ensemble["members"]]

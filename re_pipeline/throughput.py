@@ -52,6 +52,12 @@ def peaks(device: str = "cpu") -> dict[str, float]:
     return {t: round(matmul_peak(t, device), 1) for t in types}
 
 
+def significant(x: float, digits: int = 3) -> float:
+    """`x` to `digits` significant figures: a tiny model's GFLOP/s and MFU stay above 0 (fixed decimals round
+    them away)."""
+    return float(f"{x:.{digits}g}")
+
+
 class Throughput(TrainerCallback):
     """Model FLOPs and time of a Trainer's training steps. `encoder_config`: the encoder's (hidden_size,
     intermediate_size, num_hidden_layers); `frozen`: its bottom layers that do not train; `cached`: whether
@@ -101,11 +107,11 @@ class Throughput(TrainerCallback):
         return {
             "rows_per_s": round(self.rows / training, 2),
             "tokens_per_s": round(self.tokens / training, 1),
-            "gflops": round(achieved, 1),
-            "step_gflops": round(self.flops / max(self.step_seconds, 1e-9) / 1e9, 1),
+            "gflops": significant(achieved),
+            "step_gflops": significant(self.flops / max(self.step_seconds, 1e-9) / 1e9),
             "precision": self.precision,
             "peak_gflops": measured,
-            "mfu": round(achieved / peak, 4),
+            "mfu": significant(achieved / peak),
             "seconds": {
                 "steps": round(self.step_seconds, 3),
                 "evaluation": round(self.eval_seconds, 3),
