@@ -17,9 +17,9 @@ import json
 from pathlib import Path
 
 from leaderboard_scores import public_score
+from screen_agreement import no_relation_share
 
 from re_pipeline.ensemble import run_ensemble
-from re_pipeline.submission import read_submission
 
 HERE = Path(__file__).resolve().parents[1]
 RUNS = HERE / "runs" / "ensemble_study"
@@ -43,14 +43,13 @@ def main(argv=None) -> None:
         run = run_ensemble(args.members, runs_dir=RUNS, submissions_dir=RUNS / "submissions", log=quiet, **setting)
         result = json.loads((run / "result.json").read_text())
         decided = (result["ensemble"]["test_prior"] or {}).get("validation_decided", result["metrics"])
-        _, labels, _ = read_submission(Path(result["submission"]))
         row = {
             **setting,
             "weights": [round(w, 3) for w in result["ensemble"]["weights"]],
             "val_micro_f1": round(decided["micro_f1"], 2),
             "val_auprc": round(decided["auprc"], 2),
             **public_score(Path(result["submission"])),
-            "no_relation_predicted": round(100 * sum(label == "no_relation" for label in labels) / len(labels), 1),
+            "no_relation_predicted": no_relation_share(Path(result["submission"])),
             "run": str(run.relative_to(HERE)),
         }
         rows.append(row)

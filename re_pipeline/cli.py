@@ -643,14 +643,14 @@ def ensemble_cmd(
         prior_shift=prior_shift,
         decision=decision,
     )
-    test_prior = read_json(run_dir / "result.json")["ensemble"].get("test_prior")
+    summary, result = run_summary(run_dir), read_json(run_dir / "result.json")
+    test_prior = result["ensemble"].get("test_prior")
     if test_prior:
         console.print(
             f"test: {100 * test_prior['no_relation_predicted']:.1f}% predicted no_relation (validated rows "
             f"{100 * test_prior['no_relation_validated']:.1f}%, estimated {100 * test_prior['no_relation_estimated']:.1f}%)",
             highlight=False,
         )
-    summary, result = run_summary(run_dir), read_json(run_dir / "result.json")
     print_table(f"ensemble ({method}): weights and out-of-fold metrics", cells(summary["ensemble members"]))
     in_sample = result["ensemble"].get("in_sample_metrics")
     if summary["metrics"]:

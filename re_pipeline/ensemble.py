@@ -124,9 +124,8 @@ def check_aligned(members: list[Member]) -> None:
 def check_unprocessed(member: Member) -> None:
     """Refuse a run member whose submission its own run already calibrated, shifted or scaled."""
     prior = (member.result or {}).get("test_prior") or {}
-    unshifted = prior.get("no_relation_estimated") == prior.get(
-        "no_relation_train"
-    )  # runs before prior_shift was kept
+    # runs written before test_prior kept `prior_shift`: shifted where the estimate moved off the training share
+    unshifted = prior.get("no_relation_estimated") == prior.get("no_relation_train")
     shift = prior.get("prior_shift", "none" if unshifted else "some")
     if shift != "none" or prior.get("temperature", 1.0) != 1.0 or prior.get("no_relation_scale", 1.0) != 1.0:
         raise PipelineError(

@@ -580,8 +580,8 @@ def write_results(
         "test_fingerprint": test.fingerprint if test else None,
     }
     predicted = ~np.isnan(oof[:, 0])
+    gold = np.array(label_set.ids(labels))[predicted] if predicted.any() else None
     if predicted.any():
-        gold = np.array(label_set.ids(labels))[predicted]
         result["metrics"] = compute_metrics(gold, oof[predicted])
         if test_examples:
             weights = weights_like_test([ex for ex, p in zip(examples, predicted) if p], test_examples)
@@ -596,14 +596,13 @@ def write_results(
         mean = np.mean(test_probs, axis=0)
         mean = mean / mean.sum(axis=1, keepdims=True)
         prior = np.bincount(label_set.ids(labels), minlength=len(label_set)) / len(labels)
-        val_gold = np.array(label_set.ids(labels))[predicted] if predicted.any() else None
         reference = Reference.from_validation(
-            prior, oof[predicted], val_gold, config.train.calibration, config.train.decision
+            prior, oof[predicted], gold, config.train.calibration, config.train.decision
         )
         write_json(run_dir / "prior.json", reference.to_dict())  # for the run's Predictor
         if (config.train.calibration, config.train.decision) != ("none", "argmax"):
-            decided = cross_fitted_decision(oof[predicted], val_gold, config.train.calibration, config.train.decision)
-            result["metrics_decided"] = compute_metrics(val_gold, decided)  # each half fitted on the other
+            decided = cross_fitted_decision(oof[predicted], gold, config.train.calibration, config.train.decision)
+            result["metrics_decided"] = compute_metrics(gold, decided)  # each half fitted on the other
         mean, estimated = reference.shift(mean, config.train.prior_shift)
         result["test_prior"] = {
             "prior_shift": config.train.prior_shift,
@@ -647,11 +646,11 @@ def run_members(config: Config, run_dir: Path, submissions_dir: Path = Path("sub
     if not config.ensemble.members:
         return None
     runs = [run_dir]
+    split = {
+        f"train.{key}": getattr(config.train, key) for key in ("validation", "split", "holdout_fraction", "folds")
+    }
     for path in config.ensemble.members:
-        same = {
-            f"train.{key}": getattr(config.train, key) for key in ("validation", "split", "holdout_fraction", "folds")
-        }
-        member = with_values(load_config(path), {"seed": config.seed, "data": asdict(config.data), **same})
+        member = with_values(load_config(path), {"seed": config.seed, "data": asdict(config.data), **split})
         member_dir = run_dir.parent / f"{run_dir.name}-{member.name}"
         if not (member_dir / "result.json").exists():
             log(f"ensemble member {path}: training into {member_dir}")
