@@ -73,6 +73,8 @@ def command(mode: str, name: str, data: Path) -> tuple[list[str], Path]:
     base = [sys.executable, "-m", "re_pipeline"]
     if mode == "full":
         run_dir = RUNS / f"full-{name}"
+        if (run_dir / "config.yaml").exists():  # interrupted before: continue from its last checkpoint
+            return [*base, "train", "--resume", str(run_dir)], run_dir
         return [*base, "train", "-c", str(CONFIG), "--data", str(data), "--run-dir", str(run_dir), *sets], run_dir
     table = RUNS / f"screen-{name}.json"
     return [*base, "screen", str(CONFIG), "--data", str(data), "--out", str(table), *sets], table
@@ -92,15 +94,22 @@ def run(mode: str, names: list[str], data: Path) -> None:
             print(f"{mode} {name}: done before", flush=True)
             continue
         cmd, _ = command(mode, name, data)
-        log = RUNS / f"{mode}-{name}.log"
+        log, cost_file = RUNS / f"{mode}-{name}.log", RUNS / f"{mode}-{name}.cost.json"
+        # a resumed run adds to what its earlier part cost (an earlier part stopped without a record is lost)
+        before = json.loads(cost_file.read_text()) if "--resume" in cmd and cost_file.exists() else {}
         print(f"{mode} {name}: {' '.join(cmd)}", flush=True)
         started = time.time()
-        with open(log, "w", encoding="utf-8") as fh:
+        with open(log, "a" if before or "--resume" in cmd else "w", encoding="utf-8") as fh:
             unbuffered = {**os.environ, "PYTHONUNBUFFERED": "1"}  # the log follows the run as it goes
             child = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=HERE, env=unbuffered)
             _, status, usage = os.wait4(child.pid, 0)
-        cost = {"seconds": round(time.time() - started, 1), "peak_rss_GiB": round(usage.ru_maxrss / 2**20, 2)}
-        (RUNS / f"{mode}-{name}.cost.json").write_text(json.dumps({**cost, "status": status}))
+        cost = {
+            "seconds": round(time.time() - started + before.get("seconds", 0), 1),
+            "peak_rss_GiB": round(max(usage.ru_maxrss / 2**20, before.get("peak_rss_GiB", 0)), 2),
+        }
+        if "--resume" in cmd:
+            cost["resumed"] = True
+        cost_file.write_text(json.dumps({**cost, "status": status}))
         print(f"{mode} {name}: status {status}, {cost}", flush=True)
 
 
