@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 
 from leaderboard_scores import public_score
-from screen_agreement import no_relation_share
+from study import no_relation_share
 
 from re_pipeline.ensemble import run_ensemble
 

@@ -577,7 +577,7 @@ SECTIONS = {
     ),
     "recipe": (  # a study of full runs across sessions: its tables live in bench/notes/recipe.md
         "The pretrained recipe re-tuned: loss, rate, markers, the test's no_relation share, ensembles",
-        "bench/screen_agreement.py, bench/prior_study.py, bench/ensemble_study.py",
+        "bench/study.py, bench/prior_study.py, bench/ensemble_study.py",
         None,
         None,
     ),

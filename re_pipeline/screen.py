@@ -5,7 +5,7 @@ A screen is the config's own run on a label-stratified share of each fold's trai
 so it writes the same validation scores and a full submission. Everything else is the config's: its markers,
 loss, learning rate and frozen layers. Configs that tokenize the same way share one frozen-layer store
 (`frozen_cache.py`), so only the first screen of a family pays for it. How far screens rank systems like
-full runs do is measured in bench/screen_agreement.py.
+full runs do is measured in bench/study.py (bench/studies/agreement.yaml).
 """
 
 from __future__ import annotations

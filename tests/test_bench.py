@@ -16,8 +16,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 import default_run  # noqa: E402
 import stage_memory  # noqa: E402
+import study as study_module  # noqa: E402
 import suite  # noqa: E402
 import variants  # noqa: E402
+from study import Study  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -193,3 +195,42 @@ def test_the_default_run_bench_times_a_real_run_in_its_own_process(tmp_path):
         set(row["runs"]) == {"run", "run-tfidf", "ensemble"}
         and row["val_micro_f1"] == row["runs"]["ensemble"]["val_micro_f1"]
     )
+
+
+STUDIES = sorted((Path(__file__).resolve().parents[1] / "bench" / "studies").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", STUDIES, ids=[p.stem for p in STUDIES])
+def test_every_system_of_a_study_is_a_valid_config(path):
+    """A typo in a study file would only show as a failed child hours into a study: each system loads here."""
+    study = Study.read(path)
+    assert study.systems and (study.reference is None or study.reference in study.systems)
+    for config, sets in study.systems.values():
+        load_config(study_module.HERE / config, sets)  # raises on an unknown key or a bad value
+
+
+def test_a_study_runs_a_new_full_run_then_continues_it_and_screens_into_its_own_folder(tmp_path):
+    spec = tmp_path / "mini.yaml"
+    spec.write_text(
+        "base: configs/e5-small.yaml\nreference: a\nvariants:\n  a: []\n  b: [train.learning_rate=1e-4]\n",
+        encoding="utf-8",
+    )
+    study = Study.read(spec, runs_root=tmp_path / "runs")
+    assert study.runs == tmp_path / "runs" / "mini"
+    first = study.command("full", "b", Path("data"))
+    assert first[first.index("--run-dir") + 1] == str(study.runs / "full-b")
+    assert first[-2:] == ["--set", "train.learning_rate=1e-4"]
+    (study.runs / "full-b").mkdir(parents=True)
+    (study.runs / "full-b" / "config.yaml").write_text("name: b\n")  # an interrupted run
+    assert study.command("full", "b", Path("data"))[-3:] == ["train", "--resume", str(study.runs / "full-b")]
+    screen = study.command("screen", "a", Path("data"))
+    assert "screen" in screen and screen[screen.index("--out") + 1] == str(study.runs / "screen-a.json")
+    assert study.run_dir("full", "b") is None  # no result.json yet
+    assert study.shown("b") == "-c configs/e5-small.yaml --set train.learning_rate=1e-4"
+
+
+def test_a_study_naming_an_unknown_reference_is_refused(tmp_path):
+    spec = tmp_path / "bad.yaml"
+    spec.write_text("base: configs/e5-small.yaml\nreference: nope\nvariants:\n  a: []\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match="nope"):
+        Study.read(spec)
