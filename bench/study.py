@@ -80,7 +80,18 @@ class Study:
             return train_command(config, data, run_dir, sets)
         table = self.runs / f"screen-{name}.json"
         overrides = [arg for item in sets for arg in ("--set", item)]
-        return [sys.executable, "-m", "re_pipeline", "screen", str(config), "--data", str(data), "--out", str(table), *overrides]
+        return [
+            sys.executable,
+            "-m",
+            "re_pipeline",
+            "screen",
+            str(config),
+            "--data",
+            str(data),
+            "--out",
+            str(table),
+            *overrides,
+        ]
 
     def run_dir(self, mode: str, name: str) -> Path | None:
         """The system's finished run folder in this mode (a screen's is named by its table), else None."""
