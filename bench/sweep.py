@@ -16,6 +16,7 @@ others then reuse from the cache, and its wall time is an undisturbed end-to-end
 
 Usage: python bench/sweep.py bench/sweeps/issue13.yaml --data DIR --out results.json --probs probs.npz
            [--workers 4] [--deadline 600] [--min-left 30] [--first default] [--only a,b] [--set k=v ...]
+           [--workdir DIR]
 Score the probabilities on the public leaderboard with bench/leaderboard_scores.py (never in here).
 """
 
@@ -68,15 +69,17 @@ class Sweep:
         if left < self.args.min_left:
             self.record(name, {"status": "not started (deadline)"})
             return
-        run_dir = Path(self.args.runs) / name
-        command = train_command(config, self.args.data, run_dir, [*self.args.set, *sets])
+        run_dir = Path(self.args.runs).resolve() / name
+        command = train_command(
+            Path(config).resolve(), Path(self.args.data).resolve(), run_dir, [*self.args.set, *sets]
+        )
         started = time.time()
         log = Path(self.args.runs) / f"{name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "w", encoding="utf-8") as fh:
             try:
                 code = subprocess.run(
-                    command, stdout=fh, stderr=subprocess.STDOUT, timeout=left, env=self.env()
+                    command, stdout=fh, stderr=subprocess.STDOUT, timeout=left, env=self.env(), cwd=self.args.workdir
                 ).returncode
             except subprocess.TimeoutExpired:
                 code = "timeout"
@@ -91,6 +94,8 @@ class Sweep:
                 test_prior=result.get("test_prior"),
                 run_seconds=result.get("seconds"),
                 folds=len(result.get("folds", {})),
+                trainable_percent=next(iter(result["folds"].values()), {}).get("trainable", {}).get("percent"),
+                saved_MB=round(sum(f.stat().st_size for f in (run_dir / "fold0" / "model").rglob("*")) / 2**20, 1),
             )
             with self.lock:
                 self.probs[name] = np.load(run_dir / "test_probs.npy").astype(np.float32)
@@ -125,6 +130,7 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--probs", required=True)
     parser.add_argument("--runs", default="runs/sweep")
+    parser.add_argument("--workdir", default=".", help="where the runs start (their submissions/ and .cache/)")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2, help="OMP threads per run")
     parser.add_argument("--deadline", type=float, default=3600, help="seconds from now; later runs are not started")

