@@ -40,7 +40,7 @@ WHEELS = ["datasets==5.2.0", "dill==0.4.1", "multiprocess==0.70.19", "datasets==
 WHEELS += ["multiprocess==0.70.16", "hgtk==0.2.1", "optuna==5.0.0", "alembic", "colorlog", "mako", "sqlalchemy"]
 WHEELS += ["greenlet", "transformers==5.24.0", "peft==0.21.2"]
 TEAM_NAMES = [{"ORG": "기관", "LOC": "지명"}]  # configs/teams/3rd-happyface.yaml
-QUERY = "{subject}{와} {object}{의} 관계"  # configs/teams/2nd-quarterback.yaml, bench/studies/methods.yaml
+QUERY = "{subject}{와} {object}{의} 관계"  # configs/teams/2nd-quarterback.yaml, research/studies/methods.yaml
 
 
 def marker_configs() -> list[MarkerConfig]:

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from re_pipeline.labels import LabelSet
-from re_pipeline.submission import write_submission
+from re_pipeline.core.labels import LabelSet
+from re_pipeline.submit.submission import write_submission
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 

@@ -2,7 +2,7 @@
 layers (`model.backbone.freeze_layers` K), encoder dropout, precision, batch size.
 
 The model, tokenizer and rows are the pipeline's own (vocabulary trimmed, punctuation markers, type-pair heads);
-for K > 0 the rows' frozen-layer output comes from a store built first (`frozen_cache.py`), as in a run. Each
+for K > 0 the rows' frozen-layer output comes from a store built first (`training/frozen_cache.py`), as in a run. Each
 step is timed in phases with `perf_counter` (collation, forward, backward, AdamW), and the forward and backward
 passes are split by operator with `torch.profiler` (self time): matrix multiplies, attention, norms,
 activations and dropout, dtype casts (autocast), the rest. Beside it: the model FLOPs of the steps
@@ -67,13 +67,13 @@ def by_category(prof) -> dict[str, float]:
 
 def measure(data: Path, k: int, rows: int, steps: int, batch: int, precision: str, overrides=()) -> dict:
     from re_pipeline.config import load_config
+    from re_pipeline.core.device import autocast
     from re_pipeline.data.features import RelationCollator, add_pair_column, length_order
-    from re_pipeline.device import autocast
-    from re_pipeline.frozen_cache import frozen_store
-    from re_pipeline.hf_trainer import EpochLengthSampler
     from re_pipeline.models.relation import build_model
     from re_pipeline.pipeline import fold_encoder, load_inputs, prepare_run
-    from re_pipeline.throughput import Throughput, peaks
+    from re_pipeline.training.frozen_cache import frozen_store
+    from re_pipeline.training.hf_trainer import EpochLengthSampler
+    from re_pipeline.training.throughput import Throughput, peaks
 
     config = load_config(
         HERE / "configs" / "e5-small.yaml",

@@ -55,7 +55,7 @@ def spread(values: list[float], digits: int = 1) -> dict:
 
 
 def machine() -> dict:
-    from re_pipeline.runs import environment
+    from re_pipeline.records.runs import environment
 
     cpu = next(
         (
@@ -107,7 +107,7 @@ def speed_runs(data: str, repeats: int, *args, **kwargs) -> dict:
 def measure_cpu_levers(data: str, repeats: int) -> dict:
     """The transformer's CPU levers against today's path (fp32, eager), each in fresh processes: bf16 autocast
     (what `train.precision: auto` picks on CPUs with avx512_bf16 or AMX) and torch.compile."""
-    from re_pipeline.device import cpu_bf16_units
+    from re_pipeline.core.device import cpu_bf16_units
 
     levers = {"fp32 (today's path)": {}, "bf16 autocast": {"bf16": True}, "fp32 + torch.compile": {"compile": True}}
     return {
@@ -214,7 +214,7 @@ def measure_quality(data: str, repeats: int) -> dict:
     import tfidf_baseline
     from variants import run_group
 
-    from re_pipeline.ensemble import run_ensemble
+    from re_pipeline.submit.ensemble import run_ensemble
 
     out = {
         "tfidf": tfidf_baseline.main(f"{data}/train.csv"),
@@ -366,7 +366,7 @@ def agreement_lines(rows: list[dict]) -> list[str]:
         ]
         lines.append(f"| {split} | {len(picked)} | {rho[0]:.2f} | {rho[1]:.2f} |")
     return [
-        "Validation against the board across these runs (Spearman, per validation split; bench/agreement/ has the",
+        "Validation against the board across these runs (Spearman, per validation split; research/agreement/ has the",
         "study across splits):",
         "",
         *lines,
@@ -526,7 +526,7 @@ def render_e5_speed(r: dict) -> str:
     lines = [
         f"configs/e5-small.yaml's model and rows (the first {r['rows_timed']:,} training rows, the run's length-grouped "
         f"batches), {r['steps']} AdamW steps per lever, each in a fresh process; model FLOPs and MFU as "
-        "`re_pipeline/throughput.py` counts them, against the matmul peaks measured in the same process:",
+        "`re_pipeline/training/throughput.py` counts them, against the matmul peaks measured in the same process:",
         "",
         "| lever | batch | precision | trained (M) | rows/s | × today | GFLOP/s | MFU | step ms: collate / forward / backward / AdamW | forward+backward ms by operator |",
         "|---|---:|---|---:|---:|---:|---:|---:|---|---|",
@@ -577,7 +577,7 @@ SECTIONS = {
     ),
     "recipe": (  # a study of full runs across sessions: its tables live in bench/notes/recipe.md
         "The pretrained recipe re-tuned: loss, rate, markers, the test's no_relation share, ensembles",
-        "bench/study.py, bench/prior_study.py, bench/ensemble_study.py",
+        "research/study.py, research/prior_study.py, research/ensemble_study.py",
         None,
         None,
     ),

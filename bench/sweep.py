@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from re_pipeline.io_utils import write_json
+from re_pipeline.core.io_utils import write_json
 
 
 def variants(path: Path) -> tuple[str, dict[str, tuple[str, list[str]]]]:

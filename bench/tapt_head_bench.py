@@ -24,7 +24,7 @@ from torch.nn import functional as F
 
 from re_pipeline.data.load import load_data
 from re_pipeline.models.backbone import BackboneConfig, build_config, default_tokenizer
-from re_pipeline.tapt import GatheredMLM, TaptConfig, encode, make_collator
+from re_pipeline.training.tapt import GatheredMLM, TaptConfig, encode, make_collator
 
 KLUE_TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "klue-re" / "train.csv"
 

@@ -19,7 +19,7 @@ from re_pipeline.config import Config
 from re_pipeline.data.load import load_data
 from re_pipeline.data.markers import MarkerConfig, mark
 from re_pipeline.data.split import split_rows
-from re_pipeline.metrics import compute_metrics
+from re_pipeline.evaluation.metrics import compute_metrics
 
 
 def main(path: str) -> dict:

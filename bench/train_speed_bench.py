@@ -40,9 +40,9 @@ from re_pipeline.data.features import (
     token_lengths,
 )
 from re_pipeline.data.load import load_data
-from re_pipeline.hf_trainer import EpochLengthSampler
 from re_pipeline.models.backbone import BackboneConfig, build_encoder, default_tokenizer
 from re_pipeline.models.relation import build_model
+from re_pipeline.training.hf_trainer import EpochLengthSampler
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "klue-re"
 DEFAULT = Path(__file__).resolve().parents[1] / "configs" / "transformer.yaml"

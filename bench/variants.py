@@ -64,8 +64,8 @@ def comparable(config) -> dict:
 def matching_run(config, root: Path) -> Path | None:
     """A finished run under `root` trained with this config (name aside) on these same data files."""
     from re_pipeline.config import load_config
-    from re_pipeline.errors import PipelineError
-    from re_pipeline.runs import data_files
+    from re_pipeline.core.errors import PipelineError
+    from re_pipeline.records.runs import data_files
 
     want, files = comparable(config), data_files(config)
     for result in sorted(root.glob("*/result.json")):

@@ -1,4 +1,9 @@
-"""re_pipeline: a Korean relation-extraction pipeline for KLUE-RE style competitions."""
+"""re_pipeline: a Korean relation-extraction pipeline for KLUE-RE style competitions.
+
+The flow, and where each part lives: core (shared ground) -> data (load, clean, format, augment, split) ->
+models -> evaluation -> training -> records -> submit (ensemble, submission) -> config (every stage's section)
+-> pipeline (one run end to end), predict (a saved model on new rows) -> experiments (many runs) -> cli.
+A module imports only from its own layer or those before it (tests/test_layers.py)."""
 
 import os
 

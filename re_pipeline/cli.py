@@ -12,30 +12,29 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .browser import screenshot as take_screenshot
 from .config import Config, load_config, render
+from .core.errors import PipelineError
+from .core.io_utils import CACHE, atomic_write, read_json
+from .core.labels import resolve_label_set
+from .core.progress import console_stages
 from .data.augment import augment, summary_table
 from .data.io import ReadOptions, read_examples, row_ids, write_examples_csv
 from .data.load import load_configured
-from .data.sample import write_sample
-from .ensemble import run_ensemble
-from .errors import PipelineError
-from .hpsearch import run_hpsearch
-from .html_report import write_comparison, write_index, write_report
-from .io_utils import CACHE, atomic_write, read_json
-from .jobs import run_jobs
-from .labels import resolve_label_set
-from .leaderboard import add_score, run_of_submission
+from .experiments.hpsearch import run_hpsearch
+from .experiments.jobs import run_jobs
+from .experiments.reproduce import default_tolerance
+from .experiments.reproduce import reproduce as rerun
+from .experiments.screen import EPOCHS, FRACTION, run_screen
 from .models.packaged import PACKAGED, backbone_folder, is_packaged
 from .pipeline import distributed, run_members, run_pipeline, run_tapt_stage
 from .predict import predict_file
-from .progress import console_stages
-from .reports import write_reports
-from .reproduce import default_tolerance
-from .reproduce import reproduce as rerun
-from .runs import compare_runs, environment_changes, finished, list_runs, metric_rows, resolve_run, run_summary
-from .screen import EPOCHS, FRACTION, run_screen
-from .submission import validate_submission
+from .records.browser import screenshot as take_screenshot
+from .records.html_report import write_comparison, write_index, write_report
+from .records.leaderboard import add_score, run_of_submission
+from .records.reports import write_reports
+from .records.runs import compare_runs, environment_changes, finished, list_runs, metric_rows, resolve_run, run_summary
+from .submit.ensemble import run_ensemble
+from .submit.submission import validate_submission
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Korean relation extraction pipeline (KLUE-RE style)."
@@ -169,10 +168,11 @@ def validate_submission_cmd(
 
 
 DEFAULT_TRAIN = "data/raw/train.csv"
+SAMPLE = Path("data/sample")  # the embedded sample (tools/klue_sample.py cut it; data/sample/README.md)
 
 
 def resolve_data(cfg: Config, data: Path | None) -> None:
-    """`--data DIR` (train.csv + test_data.csv) or a file; with no data at all, a generated sample."""
+    """`--data DIR` (train.csv + test_data.csv) or a file; with no data at all, the embedded KLUE-RE sample."""
     if data is not None:
         if data.is_dir():
             cfg.data.train = str(data / "train.csv")
@@ -181,10 +181,14 @@ def resolve_data(cfg: Config, data: Path | None) -> None:
             cfg.data.train = str(data)
         return
     if cfg.data.train == DEFAULT_TRAIN and not Path(DEFAULT_TRAIN).exists():
-        train, test = write_sample("data/sample")
-        cfg.data.train, cfg.data.test = str(train), str(test)
+        if not (SAMPLE / "train.csv").exists():
+            raise PipelineError(
+                f"no {DEFAULT_TRAIN} and no embedded sample ({SAMPLE}/, in the repository): pass --data DIR"
+            )
+        cfg.data.train, cfg.data.test = str(SAMPLE / "train.csv"), str(SAMPLE / "test_data.csv")
         console.print(
-            "[yellow]no data/raw/train.csv: using a generated synthetic Korean sample (data/sample/). "
+            f"[yellow]no {DEFAULT_TRAIN}: training on the embedded sample ({SAMPLE}/: 2,000 rows of KLUE-RE's "
+            "training set, and 500 labelled rows as its test, whose entities the 2,000 never show; CC BY-SA 4.0). "
             "Put the competition's train.csv and test_data.csv in data/raw/ to train on them.[/]"
         )
     elif cfg.data.test and not Path(cfg.data.test).exists():
@@ -244,7 +248,8 @@ def train(
 
 
 def run_rows(run_dir: Path) -> list[dict]:
-    """The end-of-run summary: validation metrics (and reweighted ones), run folder, submission, report."""
+    """The end-of-run summary: validation metrics (reweighted, decided), the labelled test's scores when it has
+    labels, run folder, submission, report."""
     result = read_json(run_dir / "result.json")
     rows = [
         {"": f"{title} {metric}", "value": value}
@@ -252,6 +257,7 @@ def run_rows(run_dir: Path) -> list[dict]:
             ("validation", "metrics"),
             ("reweighted", "metrics_reweighted"),
             ("decided", "metrics_decided"),
+            ("test (its own labels)", "test_metrics"),
         )
         for metric, value in (result.get(key) or {}).items()
     ]

@@ -14,18 +14,18 @@ from pathlib import Path
 
 import yaml
 
+from .core.errors import PipelineError
+from .core.typed_config import check, from_dict, help_of, option, set_key
 from .data.augment import AugmentConfig
 from .data.clean import CleanConfig
 from .data.load import DataConfig
 from .data.markers import MarkerConfig
-from .ensemble import EnsembleConfig
-from .errors import PipelineError
 from .models.packaged import is_packaged
 from .models.relation import ModelConfig
-from .search_space import SearchConfig
-from .tapt import TaptConfig
-from .train import TrainConfig
-from .typed_config import check, from_dict, help_of, option, set_key
+from .submit.ensemble import EnsembleConfig
+from .training.search_space import SearchConfig
+from .training.tapt import TaptConfig
+from .training.train import TrainConfig
 
 
 @dataclass

@@ -24,6 +24,11 @@ from accelerate.utils import broadcast_object_list
 from transformers import set_seed
 
 from .config import Config, load_config, to_yaml, with_values
+from .core.errors import PipelineError
+from .core.heap import release_heap
+from .core.io_utils import CACHE, atomic_dir, atomic_write, read_json, write_json
+from .core.labels import LabelSet
+from .core.progress import StageBars, stage
 from .data.audit import Ledger
 from .data.augment import augment
 from .data.clean import apply_label_rules
@@ -41,15 +46,9 @@ from .data.markers import mark
 from .data.morphemes import space_examples, space_sentences
 from .data.schema import Example
 from .data.split import Fold, split_rows, stratified_share
-from .ensemble import run_ensemble
-from .errors import PipelineError
-from .frozen_cache import frozen_store
-from .heap import release_heap
-from .hf_trainer import resume_training
-from .html_report import write_report
-from .io_utils import CACHE, atomic_dir, atomic_write, read_json, write_json
-from .labels import LabelSet
-from .metrics import compute_metrics, per_class_report
+from .evaluation.metrics import compute_metrics, per_class_report
+from .evaluation.prior import Reference, cross_fitted_decision
+from .evaluation.shift import shift_tables, weights_like_test
 from .models.backbone import build_encoder, default_tokenizer, load_encoder, load_tokenizer
 from .models.classical import CLASSICAL
 from .models.packaged import backbone_folder, is_packaged
@@ -58,14 +57,15 @@ from .models.relation import RelationModel, build_model
 from .models.store import save_relation_model
 from .models.trim import RECORD as TRIM_RECORD
 from .models.trim import kept_ids, trim_record, trimmed_folder
-from .prior import Reference, cross_fitted_decision
-from .progress import StageBars, stage
-from .reports import write_reports
-from .runs import data_files, environment, new_run_id, write_metrics_log
-from .shift import shift_tables, weights_like_test
-from .submission import validate_submission, with_quarantined_rows, write_submission
-from .tapt import run_tapt
-from .train import REFIT, last_checkpoint, make_trainer, predict_probs
+from .records.html_report import write_report
+from .records.reports import write_reports
+from .records.runs import data_files, environment, new_run_id, write_metrics_log
+from .submit.ensemble import run_ensemble
+from .submit.submission import validate_submission, with_quarantined_rows, write_submission
+from .training.frozen_cache import frozen_store
+from .training.hf_trainer import resume_training
+from .training.tapt import run_tapt
+from .training.train import REFIT, last_checkpoint, make_trainer, predict_probs
 
 
 def _digest(*parts) -> str:
@@ -168,7 +168,7 @@ class RunInputs:
     label_set: LabelSet
     source: str | None  # where the encoder comes from (a hub name or folder, e.g. TAPT's); None: a fresh default
     callbacks: tuple = ()  # extra `TrainerCallback`s for every fold
-    cache: Path = CACHE  # where frozen-layer stores go (frozen_cache.py)
+    cache: Path = CACHE  # where frozen-layer stores go (training/frozen_cache.py)
 
     @property
     def bars(self) -> StageBars | None:
@@ -550,6 +550,15 @@ def prepare_run(
     return RunInputs(config, tokenizer, train.label_set, source, callbacks, cache)
 
 
+def test_metrics(test: LoadedData, ids: list[str], probs: np.ndarray, label_set: LabelSet) -> dict | None:
+    """The submission scored on the labels the test file carries (a labelled sample, never the competition's
+    test: its cells are the unlabelled 100), when every row carries one the label set knows; else None."""
+    gold = [test.test_gold.get(i) for i in ids]
+    if not ids or any(label not in label_set for label in gold):
+        return None
+    return {**compute_metrics(np.array(label_set.ids(gold)), probs), "rows": len(ids)}
+
+
 def write_results(
     config: Config,
     run_dir: Path,
@@ -623,6 +632,12 @@ def write_results(
         if problems:
             raise PipelineError(f"the written submission failed validation: {problems[0]}")
         result["submission"] = str(submission)
+        scored = test_metrics(test, ids, full, label_set)
+        if scored:
+            result["test_metrics"] = scored
+            log(
+                f"test: scored on its own {scored['rows']:,} labels: micro-F1 {scored['micro_f1']:.2f}, AUPRC {scored['auprc']:.2f}"
+            )
     tables = shift_tables(
         [examples[i] for i in first.train], [examples[i] for i in first.val], test_examples, mean, label_set
     )

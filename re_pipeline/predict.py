@@ -16,6 +16,10 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import Config, load_config
+from .core.device import autocast, resolve_precision
+from .core.errors import PipelineError
+from .core.io_utils import read_json
+from .core.labels import LabelSet
 from .data.features import (
     RelationCollator,
     add_pair_column,
@@ -26,17 +30,13 @@ from .data.features import (
 )
 from .data.load import load_configured
 from .data.schema import Entity, Example
-from .device import autocast, resolve_precision
-from .errors import PipelineError
-from .io_utils import read_json
-from .labels import LabelSet
-from .metrics import softmax
+from .evaluation.metrics import softmax
+from .evaluation.prior import Reference
 from .models.classical import CLASSICAL
 from .models.peft import merge_for_inference
 from .models.store import load_relation_model
-from .prior import Reference
-from .submission import validate_submission, with_quarantined_rows, write_submission
-from .train import REFIT
+from .submit.submission import validate_submission, with_quarantined_rows, write_submission
+from .training.train import REFIT
 
 
 def model_dirs(run_dir: Path, folder: str) -> list[Path]:

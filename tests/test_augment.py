@@ -8,12 +8,12 @@ from collections import Counter
 import pytest
 from conftest import KLUE_TRAIN, needs_shared
 
+from re_pipeline.core.errors import PipelineError
+from re_pipeline.core.typed_config import from_dict
 from re_pipeline.data import augment as augment_module
 from re_pipeline.data.augment import METHODS, PUNCTUATION, AugmentConfig, AugmentMethod, augment, summary_table
 from re_pipeline.data.load import load_data
 from re_pipeline.data.schema import Entity, Example
-from re_pipeline.errors import PipelineError
-from re_pipeline.typed_config import from_dict
 
 RANDOM_METHODS = ("aeda", "random_mask", "random_delete", "entity_swap")
 

@@ -14,13 +14,13 @@ from typer.testing import CliRunner
 
 from re_pipeline.cli import app
 from re_pipeline.config import load_config
+from re_pipeline.core.errors import PipelineError
+from re_pipeline.core.labels import LabelSet
 from re_pipeline.data.load import load_configured, load_data
 from re_pipeline.data.sample import write_sample
 from re_pipeline.data.split import holdout_split
-from re_pipeline.errors import PipelineError
-from re_pipeline.labels import LabelSet
 from re_pipeline.pipeline import load_inputs
-from re_pipeline.submission import write_submission
+from re_pipeline.submit.submission import write_submission
 
 runner = CliRunner()
 KLUE = LabelSet.klue()
@@ -131,7 +131,24 @@ def test_a_test_file_with_labels_keeps_every_row_and_ignores_the_labels(tmp_path
     assert (
         not test.ledger.removals
         and not test.ledger.repairs
-        and "test file carries 5 labels; they are ignored" in test.ledger.notes
+        and "test file carries 5 labels; prediction ignores them, scoring reads them" in test.ledger.notes
+    )
+    assert test.test_gold == {r["id"]: r["label"] for r in rows}  # for scoring the submission, when all are known
+
+
+def test_a_test_file_is_scored_only_when_every_row_carries_a_known_label():
+    from re_pipeline.data.load import LoadedData
+    from re_pipeline.pipeline import test_metrics
+
+    klue, probs = LabelSet.klue(), np.eye(30)[[0, 1]]
+    known = LoadedData([], None, klue, "", test_gold={"a": klue.names[0], "b": klue.names[2]})
+    scored = test_metrics(known, ["a", "b"], probs, klue)
+    assert scored["rows"] == 2 and scored["accuracy"] == 50.0
+    assert (
+        test_metrics(LoadedData([], None, klue, "", test_gold={"a": klue.names[0]}), ["a", "b"], probs, klue) is None
+    )
+    assert (
+        test_metrics(LoadedData([], None, klue, "", test_gold={"a": "x", "b": "y"}), ["a", "b"], probs, klue) is None
     )
 
 

@@ -17,6 +17,7 @@ from re_pipeline.data.sample import write_sample
 from re_pipeline.pipeline import run_pipeline
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "research"))
 
 import default_run  # noqa: E402
 import stage_memory  # noqa: E402
@@ -250,7 +251,7 @@ def test_the_gpu_session_script_starts_every_kind_of_system_in_its_dry_mode(tmp_
     env["OUT"] = str(tmp_path / "out")
     systems = ["recipe", "p-tuning-v2", "team-1st"]
     done = subprocess.run(
-        ["bash", "bench/gpu_session.sh", "bench/studies/methods.yaml", "900", "--only", ",".join(systems)],
+        ["bash", "bench/gpu_session.sh", "research/studies/methods.yaml", "900", "--only", ",".join(systems)],
         cwd=root,
         env=env,
         capture_output=True,

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 from conftest import competition_rows, write_csv
 
+from re_pipeline.core.errors import PipelineError
 from re_pipeline.data.audit import Ledger
 from re_pipeline.data.clean import CleanConfig, clean_examples, drop_exact_duplicates, resolve_conflicts
 from re_pipeline.data.io import read_examples
 from re_pipeline.data.load import load_data
 from re_pipeline.data.schema import Entity, Example
-from re_pipeline.errors import PipelineError
 
 
 def ex(id, sentence, subj, obj, label="no_relation", row=None):

@@ -10,8 +10,8 @@ import numpy as np
 from typer.testing import CliRunner
 
 from re_pipeline.cli import app
-from re_pipeline.labels import LabelSet
-from re_pipeline.submission import write_submission
+from re_pipeline.core.labels import LabelSet
+from re_pipeline.submit.submission import write_submission
 
 runner = CliRunner()
 
@@ -62,24 +62,26 @@ def test_augment_command_writes_children_and_summary(competition_csv, tmp_path):
     assert empty.exit_code == 2 and "no augmentation methods" in empty.output
 
 
-def test_train_without_data_uses_the_generated_sample(tmp_path, monkeypatch):
+def test_train_without_data_uses_the_embedded_klue_sample_and_scores_its_labelled_test(tmp_path, monkeypatch):
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "sample").symlink_to(root / "data" / "sample")
     monkeypatch.chdir(tmp_path)
-    tiny = [
-        "model.backbone.vocab_size=300",
-        "model.backbone.hidden_size=32",
-        "model.backbone.num_layers=1",
-        "model.backbone.num_heads=2",
-        "model.backbone.intermediate_size=64",
-        "tapt.enabled=false",
-        "train.max_steps=3",
-    ]
-    config = Path(__file__).resolve().parents[1] / "configs" / "reference.yaml"
-    result = runner.invoke(app, ["train", "-c", str(config), *sum((["--set", s] for s in tiny), [])])
+    result = runner.invoke(app, ["train", "-c", str(root / "configs" / "tfidf.yaml")])
     assert result.exit_code == 0, result.output
-    assert "synthetic Korean sample" in result.output and (tmp_path / "data" / "sample" / "train.csv").exists()
+    assert "embedded sample" in result.output and "test (its own labels) micro_f1" in result.output
     (submission,) = (tmp_path / "submissions").glob("*.csv")
     (run_dir,) = (p for p in (tmp_path / "runs").iterdir() if p.is_dir())  # beside them: index.html
     assert submission.stem == run_dir.name
+    scored = json.loads((run_dir / "result.json").read_text())["test_metrics"]
+    assert scored["rows"] == 500 and 20 < scored["micro_f1"] < 90  # real text: neither trivial nor perfect
+    assert "test, on the labels its file carries" in (run_dir / "report.html").read_text()
+
+
+def test_train_without_any_data_or_sample_says_what_to_pass(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["train", "-c", str(Path(__file__).resolve().parents[1] / "configs" / "tfidf.yaml")])
+    assert result.exit_code != 0 and "--data DIR" in result.output
 
 
 def test_a_quarantined_test_row_is_answered_and_the_validator_agrees(tmp_path):
@@ -87,7 +89,7 @@ def test_a_quarantined_test_row_is_answered_and_the_validator_agrees(tmp_path):
 
     from re_pipeline.config import load_config
     from re_pipeline.data.load import load_configured
-    from re_pipeline.submission import with_quarantined_rows
+    from re_pipeline.submit.submission import with_quarantined_rows
 
     rows = [dict(r, label="100") for r in competition_rows()]
     rows[2]["subject_entity"] = "not an entity"

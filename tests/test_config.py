@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 from re_pipeline.cli import app
 from re_pipeline.config import Config, load_config, render, to_yaml
-from re_pipeline.errors import PipelineError
-from re_pipeline.typed_config import help_of
+from re_pipeline.core.errors import PipelineError
+from re_pipeline.core.typed_config import help_of
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))

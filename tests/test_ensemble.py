@@ -10,18 +10,18 @@ import pytest
 from test_pipeline import TINY
 from typer.testing import CliRunner
 
-from re_pipeline import ensemble
 from re_pipeline.cli import app
 from re_pipeline.config import load_config
+from re_pipeline.core.errors import PipelineError
+from re_pipeline.core.io_utils import write_json
+from re_pipeline.core.labels import LabelSet
 from re_pipeline.data.sample import write_sample
-from re_pipeline.ensemble import fit_weights, run_ensemble, score
-from re_pipeline.errors import PipelineError
-from re_pipeline.io_utils import write_json
-from re_pipeline.labels import LabelSet
-from re_pipeline.metrics import softmax
+from re_pipeline.evaluation.metrics import softmax
 from re_pipeline.pipeline import run_pipeline
-from re_pipeline.runs import summarize
-from re_pipeline.submission import read_submission, validate_submission, write_submission
+from re_pipeline.records.runs import summarize
+from re_pipeline.submit import ensemble
+from re_pipeline.submit.ensemble import fit_weights, run_ensemble, score
+from re_pipeline.submit.submission import read_submission, validate_submission, write_submission
 
 pytestmark = pytest.mark.usefixtures("wide_console")
 

@@ -17,7 +17,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from re_pipeline import hf_trainer
+from re_pipeline.training import hf_trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 

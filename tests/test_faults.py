@@ -16,12 +16,12 @@ import torch
 from test_pipeline import TINY
 
 from re_pipeline.config import load_config
+from re_pipeline.core.io_utils import write_json
+from re_pipeline.core.labels import LabelSet
 from re_pipeline.data.sample import write_sample
-from re_pipeline.io_utils import write_json
-from re_pipeline.labels import LabelSet
 from re_pipeline.pipeline import prepare_backbone, run_pipeline
-from re_pipeline.submission import write_submission
-from re_pipeline.train import last_checkpoint
+from re_pipeline.submit.submission import write_submission
+from re_pipeline.training.train import last_checkpoint
 
 
 def crashing_dump(obj, fh, **kwargs):
@@ -40,7 +40,7 @@ def test_a_crash_while_writing_json_leaves_the_previous_file_or_none(tmp_path, m
 
 
 def test_a_crash_while_writing_a_submission_keeps_the_previous_one(tmp_path, monkeypatch):
-    import re_pipeline.submission as submission
+    import re_pipeline.submit.submission as submission
 
     labels, ids = LabelSet.klue(), ["a", "b", "c"]
     path = write_submission(tmp_path / "sub.csv", ids, np.full((3, 30), 1 / 30), labels)

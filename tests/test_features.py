@@ -7,10 +7,10 @@ from conftest import KLUE_TRAIN, needs_shared
 from hypothesis import given, settings
 from test_markers import CONFIGS, KO, PUNCT, SYLLABLES, TYPES, configs, korean_examples, make_example, sample_examples
 
+from re_pipeline.core.errors import PipelineError
+from re_pipeline.core.labels import LabelSet
 from re_pipeline.data.features import COLUMNS, add_pair_column, build_features, prepare_tokenizer, shared_head_rows
 from re_pipeline.data.markers import FORMATS, MarkerConfig, mark
-from re_pipeline.errors import PipelineError
-from re_pipeline.labels import LabelSet
 from re_pipeline.models.tokenizer import train_tokenizer
 
 # every character the fixtures, generated sentences and markers use, so nothing decodes to <unk>

@@ -17,14 +17,14 @@ from e5s1_writer import write_e5
 from transformers import AutoTokenizer, BertConfig, BertModel
 
 from re_pipeline.config import load_config
+from re_pipeline.core.errors import PipelineError
 from re_pipeline.data.features import RelationCollator
-from re_pipeline.errors import PipelineError
-from re_pipeline.frozen_cache import frozen_store
 from re_pipeline.models import frozen as frozen_module
 from re_pipeline.models.backbone import BackboneConfig
 from re_pipeline.models.packaged import backbone_folder
 from re_pipeline.models.relation import ModelConfig, RelationModel
-from re_pipeline.throughput import Throughput
+from re_pipeline.training.frozen_cache import frozen_store
+from re_pipeline.training.throughput import Throughput
 
 HERE = Path(__file__).resolve().parent
 SENTENCES = [
@@ -182,7 +182,7 @@ def killed_build(folder: str) -> None:
             os.kill(os.getpid(), signal.SIGKILL)
         return lower(*args)
 
-    import re_pipeline.frozen_cache as frozen_cache
+    import re_pipeline.training.frozen_cache as frozen_cache
 
     frozen_cache.lower_states = dying
     build(model(2), 2, tokenizer, [rows(tokenizer)], Path(folder) / "frozen-cache")

@@ -9,11 +9,11 @@ import sys
 import pytest
 from transformers import TrainerControl, TrainerState, TrainingArguments
 
-from re_pipeline import heap
+from re_pipeline.core import heap
 
 CHILD = """
 import os
-from re_pipeline.heap import release_heap
+from re_pipeline.core.heap import release_heap
 
 def resident():
     with open("/proc/self/statm") as fh:

@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 
 from re_pipeline.cli import app
 from re_pipeline.config import load_config, to_yaml
+from re_pipeline.core.errors import PipelineError
 from re_pipeline.data.sample import write_sample
-from re_pipeline.errors import PipelineError
-from re_pipeline.hpsearch import run_hpsearch
+from re_pipeline.experiments.hpsearch import run_hpsearch
 
 SPACE = {
     "train.learning_rate": {"type": "float", "low": 1.0e-4, "high": 1.0e-2, "log": True},

@@ -8,9 +8,9 @@ import json
 import pytest
 from conftest import SAMPLE, competition_rows, write_csv
 
+from re_pipeline.core.errors import PipelineError
 from re_pipeline.data.io import ReadOptions, read_examples, write_examples_csv
 from re_pipeline.data.schema import to_dataset
-from re_pipeline.errors import PipelineError
 
 
 def test_reads_competition_csv(competition_csv):

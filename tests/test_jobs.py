@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from re_pipeline.cli import app
 from re_pipeline.config import load_config, to_yaml
 from re_pipeline.data.sample import write_sample
-from re_pipeline.jobs import run_jobs
+from re_pipeline.experiments.jobs import run_jobs
 from re_pipeline.pipeline import run_pipeline
 
 

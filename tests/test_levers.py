@@ -9,13 +9,12 @@ import pytest
 import torch
 
 from re_pipeline.config import load_config
+from re_pipeline.core.errors import PipelineError
+from re_pipeline.core.labels import LabelSet
 from re_pipeline.data.markers import MarkerConfig
 from re_pipeline.data.morphemes import space_examples, space_sentences
 from re_pipeline.data.sample import write_sample
 from re_pipeline.data.schema import Entity, Example
-from re_pipeline.ensemble import run_ensemble
-from re_pipeline.errors import PipelineError
-from re_pipeline.labels import LabelSet
 from re_pipeline.models import tfidf
 from re_pipeline.models.backbone import BackboneConfig, build_encoder
 from re_pipeline.models.pair_prior import PairPrior, PriorConfig
@@ -23,7 +22,8 @@ from re_pipeline.models.relation import ModelConfig, RelationModel
 from re_pipeline.models.tfidf import VIEWS, TfidfConfig, TfidfInputs, TfidfModel, texts, vectorizer
 from re_pipeline.pipeline import run_members, run_pipeline
 from re_pipeline.predict import Predictor
-from re_pipeline.submission import read_submission, validate_submission
+from re_pipeline.submit.ensemble import run_ensemble
+from re_pipeline.submit.submission import read_submission, validate_submission
 
 
 def tfidf_run(tmp_path, name, *overrides, log=lambda message: None):

@@ -9,9 +9,9 @@ from conftest import SAMPLE, entity
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from re_pipeline.core.errors import PipelineError
 from re_pipeline.data.markers import FORMATS, Marked, MarkerConfig, added_tokens, mark
 from re_pipeline.data.schema import Entity, Example
-from re_pipeline.errors import PipelineError
 
 TYPES = ("PER", "ORG", "LOC", "DAT", "POH", "NOH")
 KO = {"PER": "사람", "ORG": "단체", "LOC": "장소", "DAT": "날짜", "POH": "기타", "NOH": "수량"}

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import sklearn.metrics
 
-from re_pipeline.errors import PipelineError
-from re_pipeline.labels import LabelSet
-from re_pipeline.metrics import accuracy, auprc, compute_metrics, micro_f1, per_class_report, softmax
+from re_pipeline.core.errors import PipelineError
+from re_pipeline.core.labels import LabelSet
+from re_pipeline.evaluation.metrics import accuracy, auprc, compute_metrics, micro_f1, per_class_report, softmax
 
 # A 3-class example, class 0 = no_relation.
 LABELS = np.array([0, 1, 2, 1])

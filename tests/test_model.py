@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from re_pipeline.errors import PipelineError
+from re_pipeline.core.errors import PipelineError
 from re_pipeline.models.backbone import BackboneConfig, build_encoder
 from re_pipeline.models.losses import LOSSES, LossConfig, inverse_sqrt_weights, relation_loss
 from re_pipeline.models.relation import (

@@ -7,8 +7,8 @@ import torch
 from transformers import BertConfig, BertModel, TrainingArguments
 
 from re_pipeline.config import load_config
-from re_pipeline.errors import PipelineError
-from re_pipeline.hf_trainer import RelationTrainer
+from re_pipeline.core.errors import PipelineError
+from re_pipeline.training.hf_trainer import RelationTrainer
 
 
 class Tiny(torch.nn.Module):

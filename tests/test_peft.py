@@ -11,10 +11,10 @@ from safetensors.torch import load_file
 from test_pipeline import TINY_MODEL
 
 from re_pipeline.config import load_config
+from re_pipeline.core.errors import PipelineError
+from re_pipeline.core.labels import LabelSet
 from re_pipeline.data.features import prepare_tokenizer
 from re_pipeline.data.markers import MarkerConfig, added_tokens
-from re_pipeline.errors import PipelineError
-from re_pipeline.labels import LabelSet
 from re_pipeline.models.backbone import BackboneConfig, build_encoder, default_tokenizer, load_encoder
 from re_pipeline.models.peft import (
     Bottleneck,
@@ -290,7 +290,7 @@ def test_lora_run_end_to_end_saves_a_small_fold_model_that_predicts_like_the_run
     from re_pipeline.data.sample import write_sample
     from re_pipeline.pipeline import run_pipeline
     from re_pipeline.predict import predict_file
-    from re_pipeline.submission import read_submission, validate_submission
+    from re_pipeline.submit.submission import read_submission, validate_submission
 
     train_csv, test_csv = write_sample(tmp_path / "sample", n_train=80, n_test=20)
     tiny = [

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from re_pipeline.config import load_config
+from re_pipeline.core.labels import LabelSet
 from re_pipeline.data.sample import write_sample
-from re_pipeline.labels import LabelSet
 from re_pipeline.pipeline import run_pipeline
 from re_pipeline.predict import Predictor, predict_file
-from re_pipeline.submission import read_submission, validate_submission
+from re_pipeline.submit.submission import read_submission, validate_submission
 
 TINY_MODEL = [  # a one-layer transformer, no TAPT
     "model.backbone.vocab_size=400",
@@ -184,8 +184,8 @@ def test_predictions_come_back_in_dataset_order_after_length_sorting():
 
     from datasets import Dataset
 
-    from re_pipeline.metrics import softmax
-    from re_pipeline.train import predict_probs
+    from re_pipeline.evaluation.metrics import softmax
+    from re_pipeline.training.train import predict_probs
 
     lengths = [5, 2, 9, 1, 7]
 

@@ -14,7 +14,7 @@ from transformers import PrinterCallback, ProgressCallback, Trainer, TrainingArg
 from typer.testing import CliRunner
 
 from re_pipeline.cli import app
-from re_pipeline.progress import StageBars, replace_stock_output
+from re_pipeline.core.progress import StageBars, replace_stock_output
 
 TINY = [
     "model.backbone.vocab_size=300",

@@ -15,17 +15,17 @@ import test_runs
 from test_runs import fake_copy
 from typer.testing import CliRunner
 
-from re_pipeline.browser import FLAGS, chromium
 from re_pipeline.cli import app
 from re_pipeline.config import load_config
+from re_pipeline.core.errors import PipelineError
+from re_pipeline.core.io_utils import write_json
+from re_pipeline.core.labels import LabelSet
 from re_pipeline.data.sample import generate, write_sample
-from re_pipeline.errors import PipelineError
-from re_pipeline.html_report import MAX_ERRORS, PAGE_ROWS, write_report
-from re_pipeline.io_utils import write_json
-from re_pipeline.labels import LabelSet
-from re_pipeline.leaderboard import scores
-from re_pipeline.metrics import softmax
+from re_pipeline.evaluation.metrics import softmax
 from re_pipeline.pipeline import run_pipeline
+from re_pipeline.records.browser import FLAGS, chromium
+from re_pipeline.records.html_report import MAX_ERRORS, PAGE_ROWS, write_report
+from re_pipeline.records.leaderboard import scores
 
 pytestmark = pytest.mark.usefixtures("wide_console")
 

@@ -15,11 +15,11 @@ from typer.testing import CliRunner
 
 from re_pipeline.cli import app
 from re_pipeline.config import load_config
+from re_pipeline.core.errors import PipelineError
+from re_pipeline.core.io_utils import file_sha256
 from re_pipeline.data.sample import write_sample
-from re_pipeline.errors import PipelineError
-from re_pipeline.io_utils import file_sha256
 from re_pipeline.pipeline import run_pipeline
-from re_pipeline.train import local_reporting
+from re_pipeline.training.train import local_reporting
 
 pytestmark = pytest.mark.usefixtures("wide_console")
 

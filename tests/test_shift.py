@@ -8,12 +8,12 @@ import json
 import numpy as np
 import pytest
 
+from re_pipeline.core.errors import PipelineError
+from re_pipeline.core.labels import LabelSet
 from re_pipeline.data.schema import Entity, Example
-from re_pipeline.errors import PipelineError
-from re_pipeline.labels import LabelSet
-from re_pipeline.metrics import compute_metrics
-from re_pipeline.prior import Calibration, Reference, em, em_no_relation, fit_calibration, no_relation_scale
-from re_pipeline.shift import raking_weights, shift_tables, weights_like_test
+from re_pipeline.evaluation.metrics import compute_metrics
+from re_pipeline.evaluation.prior import Calibration, Reference, em, em_no_relation, fit_calibration, no_relation_scale
+from re_pipeline.evaluation.shift import raking_weights, shift_tables, weights_like_test
 
 
 def row(i, subj_type="PER", obj_type="LOC", source="wikipedia", label="no_relation", subj="가", obj="나"):

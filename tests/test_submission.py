@@ -3,10 +3,10 @@ import csv
 import numpy as np
 import pytest
 
-from re_pipeline.errors import PipelineError
-from re_pipeline.labels import LabelSet
-from re_pipeline.metrics import softmax
-from re_pipeline.submission import read_submission, validate_submission, write_submission
+from re_pipeline.core.errors import PipelineError
+from re_pipeline.core.labels import LabelSet
+from re_pipeline.evaluation.metrics import softmax
+from re_pipeline.submit.submission import read_submission, validate_submission, write_submission
 
 THREE = LabelSet(("no_relation", "org:founded", "per:title"))
 IDS = ["0", "1", "2"]

@@ -10,10 +10,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from re_pipeline.errors import PipelineError
+from re_pipeline.core.errors import PipelineError
 from re_pipeline.models.backbone import BackboneConfig, load_encoder
 from re_pipeline.models.tokenizer import train_tokenizer
-from re_pipeline.tapt import GatheredMLM, TaptConfig, encode, find_lm_head, make_collator, run_tapt
+from re_pipeline.training.tapt import GatheredMLM, TaptConfig, encode, find_lm_head, make_collator, run_tapt
 
 SUBJECTS = ["이순신은", "김철수는", "삼성전자는", "비틀즈는", "조지 해리슨은", "서울대학교는"]
 PLACES = ["서울에서", "부산에서", "조선에서", "런던에서"]

@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..io_utils import atomic_write
+from ..core.io_utils import atomic_write
 
 
 @dataclass(frozen=True)

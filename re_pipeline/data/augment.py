@@ -16,8 +16,8 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..errors import PipelineError
-from ..typed_config import option
+from ..core.errors import PipelineError
+from ..core.typed_config import option
 from .particles import attach, particle_after
 from .schema import Entity, Example, edit
 

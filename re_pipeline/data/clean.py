@@ -11,8 +11,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import PipelineError
-from ..typed_config import choice, option
+from ..core.errors import PipelineError
+from ..core.typed_config import choice, option
 from .audit import Ledger
 from .schema import Entity, Example
 

@@ -18,14 +18,14 @@ import datasets
 import numpy as np
 import torch
 
-from ..errors import PipelineError
-from ..labels import LabelSet
+from ..core.errors import PipelineError
+from ..core.labels import LabelSet
 from .markers import MarkerConfig, added_tokens, mark
 from .morphemes import space_examples
 from .schema import Example
 
 PAD = "pad"  # padded with the tokenizer's pad id
-FROZEN_ROW = "frozen_row"  # a row's index in a frozen-layer store (frozen_cache.py)
+FROZEN_ROW = "frozen_row"  # a row's index in a frozen-layer store (training/frozen_cache.py)
 # The model's inputs and how a batch pads them: a fill value per token for sequences, None for one value
 # per row. A new model input is a column made in `_tokenize` plus one entry here.
 MODEL_INPUTS: dict[str, int | str | None] = {

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import datasets
 
-from ..errors import PipelineError
-from ..io_utils import atomic_write
-from ..labels import LabelSet, resolve_label_set
+from ..core.errors import PipelineError
+from ..core.io_utils import atomic_write
+from ..core.labels import LabelSet, resolve_label_set
 from .audit import Ledger
 from .schema import Entity, Example
 

@@ -7,9 +7,9 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from ..errors import PipelineError
-from ..labels import LabelSet
-from ..typed_config import choice, option
+from ..core.errors import PipelineError
+from ..core.labels import LabelSet
+from ..core.typed_config import choice, option
 from .audit import Ledger
 from .clean import CleanConfig, clean_examples
 from .io import END_OFFSETS, ReadOptions, check_labels, infer_label_set, read_examples, require_labels
@@ -40,13 +40,15 @@ class DataConfig:
 
 @dataclass
 class LoadedData:
-    """Loaded rows, their ledger and label set. `test_labels`: the label cells a test file carried (then ignored)."""
+    """Loaded rows, their ledger and label set. `test_labels`: the label cells a test file carried (then ignored
+    for prediction); `test_gold`: id -> label of its rows whose cell is a label, not an unlabelled value."""
 
     examples: list[Example]
     ledger: Ledger
     label_set: LabelSet
     fingerprint: str
     test_labels: frozenset[str] = field(default_factory=frozenset)
+    test_gold: dict[str, str] = field(default_factory=dict)
 
 
 def load_data(
@@ -62,17 +64,18 @@ def load_data(
     labelled file, a row without a label is quarantined.
 
     `test`: ids must be unique, and labels a test file carries are ignored (noted in the ledger, kept in
-    `test_labels`), so every row is kept and predicted.
+    `test_labels` and `test_gold` to score the submission with), so every row is kept and predicted.
     `label_rules=False`: the rules that read the gold label are left to the caller (`clean.apply_label_rules`).
     """
     read = read or ReadOptions()
     clean = clean or CleanConfig()
     examples, ledger = read_examples(path, replace(read, unlabelled_values=(), unique_ids=True) if test else read)
     cells = frozenset(ex.label for ex in examples if ex.label is not None) if test else frozenset()
+    gold = {}
     if test:
-        carried = sum(ex.label not in (None, *read.unlabelled_values) for ex in examples)
-        if carried:
-            ledger.note(f"test file carries {carried} labels; they are ignored")
+        gold = {ex.id: ex.label for ex in examples if ex.label not in (None, *read.unlabelled_values)}
+        if gold:
+            ledger.note(f"test file carries {len(gold)} labels; prediction ignores them, scoring reads them")
         examples = [ex.with_(label=None) for ex in examples]
     labelled = any(ex.label is not None for ex in examples)
     if labelled:
@@ -89,7 +92,7 @@ def load_data(
         "labels": label_set.to_dict(),
         "label_rules": label_rules,
     }
-    return LoadedData(examples, ledger, label_set, fingerprint(examples, settings), cells)
+    return LoadedData(examples, ledger, label_set, fingerprint(examples, settings), cells, gold)
 
 
 def check_test_labels(label_set: LabelSet, test: LoadedData, unlabelled_values: list[str]) -> None:

@@ -31,8 +31,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from string import Formatter
 
-from ..errors import PipelineError
-from ..typed_config import choice, option
+from ..core.errors import PipelineError
+from ..core.typed_config import choice, option
 from .particles import attach
 from .schema import Example
 

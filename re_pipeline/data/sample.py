@@ -10,7 +10,7 @@ import csv
 import random
 from pathlib import Path
 
-from ..io_utils import atomic_write
+from ..core.io_utils import atomic_write
 from .particles import attach
 
 PEOPLE = [

@@ -1,1 +1,2 @@
-"""Models: backbone (load or build), tokenizer training, entity embedding, pooling, heads, losses, PEFT."""
+"""Stage 5: the encoders (loaded, packaged e5, or built offline), relation heads, losses, PEFT, and the
+classical TF-IDF and type-pair-prior models; they read data, never training or evaluation."""

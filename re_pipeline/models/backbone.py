@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModel, AutoTokenizer, XLMRobertaConfig, XLMRobertaModel
 
-from ..errors import PipelineError
-from ..typed_config import check, choice, option
+from ..core.errors import PipelineError
+from ..core.typed_config import check, choice, option
 from .packaged import PACKAGED, is_packaged
 from .tokenizer import train_tokenizer
 
@@ -62,7 +62,7 @@ class BackboneConfig:
         "float16",
         "with freeze_layers: the frozen layers' output computed once per distinct input and read from disk in "
         "every epoch, validation and test, stored as float16 | float32; none: run them at every step "
-        "(frozen_cache.py)",
+        "(training/frozen_cache.py)",
     )
 
     def __post_init__(self) -> None:

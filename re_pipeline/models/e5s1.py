@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import PipelineError
+from ..core.errors import PipelineError
 
 MAGIC = b"E5S1"
 _HEADER = struct.Struct("<4sI7ifi5iQ")  # magic, version, 7 sizes, eps, block, 5 tokenizer ints, blob bytes

@@ -1,7 +1,7 @@
 """Frozen lower layers (`model.backbone.freeze_layers: K`): the embeddings and the bottom K layers of a
 BERT-family encoder (`embeddings` + `encoder.layer`: BERT, RoBERTa, XLM-R, e5) stay fixed and always run
 without dropout, so their output is a function of the input tokens alone. That is what lets
-`frozen_cache.py` compute it once per distinct input and reuse it in every epoch, for validation and test.
+`training/frozen_cache.py` compute it once per distinct input and reuse it in every epoch, for validation and test.
 
 transformers has no public call that runs a slice of an encoder's layers, so `run_layers` loops over them
 with the mask the model itself would build (`create_bidirectional_mask`, the library's public helper).
@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from transformers.masking_utils import create_bidirectional_mask
 
-from ..errors import PipelineError
+from ..core.errors import PipelineError
 
 
 def encoder_layers(encoder: nn.Module) -> nn.ModuleList:

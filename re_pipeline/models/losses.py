@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..typed_config import check, choice, option
+from ..core.typed_config import check, choice, option
 
 
 def cross_entropy(

@@ -18,8 +18,8 @@ from safetensors.torch import save_file
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 from transformers import BertConfig
 
-from ..errors import PipelineError
-from ..io_utils import atomic_dir, file_sha256, read_json, write_json
+from ..core.errors import PipelineError
+from ..core.io_utils import atomic_dir, file_sha256, read_json, write_json
 from .charsmap import precompiled_charsmap
 from .e5s1 import E5File, read_e5
 

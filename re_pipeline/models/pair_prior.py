@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.errors import PipelineError
+from ..core.typed_config import check, option
 from ..data.markers import MarkerConfig
 from ..data.schema import Example
-from ..errors import PipelineError
-from ..typed_config import check, option
 
 
 @dataclass

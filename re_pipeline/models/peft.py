@@ -32,8 +32,8 @@ import torch
 from torch import nn
 from transformers import DynamicCache
 
-from ..errors import PipelineError
-from ..typed_config import check, option
+from ..core.errors import PipelineError
+from ..core.typed_config import check, option
 
 METHODS = ("none", "lora", "houlsby", "pfeiffer", "prefix", "prompt")
 PROMPT_ENCODERS = (None, "mlp", "lstm")

@@ -23,10 +23,10 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from ..core.errors import PipelineError
+from ..core.labels import LabelSet
+from ..core.typed_config import check, choice, option
 from ..data.schema import Example
-from ..errors import PipelineError
-from ..labels import LabelSet
-from ..typed_config import check, choice, option
 from .backbone import BackboneConfig
 from .frozen import freeze, lower_states, upper_states
 from .losses import LossConfig, inverse_sqrt_weights, relation_loss
@@ -237,7 +237,7 @@ class RelationModel(nn.Module):
 
     def train(self, mode: bool = True) -> RelationModel:
         """As `nn.Module.train`, but the frozen lower layers stay in eval mode (no dropout): their output is a
-        function of the tokens alone, as the cache of it (`frozen_cache.py`) assumes."""
+        function of the tokens alone, as the cache of it (`training/frozen_cache.py`) assumes."""
         super().train(mode)
         for module in self.frozen:
             module.eval()

@@ -18,10 +18,10 @@ import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-from ..errors import PipelineError
-from ..io_utils import CACHE
-from ..labels import LabelSet
-from ..typed_config import from_dict
+from ..core.errors import PipelineError
+from ..core.io_utils import CACHE
+from ..core.labels import LabelSet
+from ..core.typed_config import from_dict
 from .backbone import load_encoder
 from .peft import apply_peft, load_peft_state_dict, peft_state_dict
 from .relation import ModelConfig, RelationModel

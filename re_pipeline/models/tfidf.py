@@ -31,11 +31,11 @@ from scipy.sparse import hstack
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
+from ..core.errors import PipelineError
+from ..core.typed_config import check, option
 from ..data.markers import MarkerConfig, mark
 from ..data.morphemes import analyse_then_unload, entity_morphemes, space_examples
 from ..data.schema import Example
-from ..errors import PipelineError
-from ..typed_config import check, option
 from .pair_prior import PairPrior, PriorConfig
 
 

@@ -21,8 +21,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from transformers import AutoTokenizer
 
-from ..errors import PipelineError
-from ..io_utils import atomic_dir, read_json, write_json
+from ..core.errors import PipelineError
+from ..core.io_utils import atomic_dir, read_json, write_json
 from .packaged import MARK, backbone_folder, check_folder
 from .tokenizer import ALPHABET
 
