@@ -243,6 +243,7 @@ def train(
         result = read_json(combined / "result.json")
         decided = (result["ensemble"].get("test_prior") or {}).get("validation_decided") or result["metrics"] or {}
         rows = [{"": f"validation {metric}", "value": value} for metric, value in decided.items()]
+        rows += [{"": f"test (its own labels) {k}", "value": v} for k, v in (result.get("test_metrics") or {}).items()]
         rows += [{"": "run folder", "value": str(combined)}, {"": "submission", "value": result["submission"]}]
         print_table(f"ensemble of {', '.join(result['ensemble']['members'])}", cells(rows))
 
@@ -664,6 +665,8 @@ def ensemble_cmd(
         print_table(f"ensemble, {scored}", cells(summary["metrics"]))
     if in_sample:
         print_table("ensemble, in sample: weights fit and scored on the same rows (optimistic)", cells([in_sample]))
+    if result.get("test_metrics"):
+        print_table("ensemble, on the labels the test file carries", cells([result["test_metrics"]]))
     console.print(
         f"run folder: {run_dir}\nsubmission: {result['submission']}\nreport: {write_report(run_dir)}", highlight=False
     )

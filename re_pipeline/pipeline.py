@@ -46,7 +46,7 @@ from .data.markers import mark
 from .data.morphemes import space_examples, space_sentences
 from .data.schema import Example
 from .data.split import Fold, split_rows, stratified_share
-from .evaluation.metrics import compute_metrics, per_class_report
+from .evaluation.metrics import compute_metrics, labelled_test_metrics, per_class_report
 from .evaluation.prior import Reference, cross_fitted_decision
 from .evaluation.shift import shift_tables, weights_like_test
 from .models.backbone import build_encoder, default_tokenizer, load_encoder, load_tokenizer
@@ -550,15 +550,6 @@ def prepare_run(
     return RunInputs(config, tokenizer, train.label_set, source, callbacks, cache)
 
 
-def test_metrics(test: LoadedData, ids: list[str], probs: np.ndarray, label_set: LabelSet) -> dict | None:
-    """The submission scored on the labels the test file carries (a labelled sample, never the competition's
-    test: its cells are the unlabelled 100), when every row carries one the label set knows; else None."""
-    gold = [test.test_gold.get(i) for i in ids]
-    if not ids or any(label not in label_set for label in gold):
-        return None
-    return {**compute_metrics(np.array(label_set.ids(gold)), probs), "rows": len(ids)}
-
-
 def write_results(
     config: Config,
     run_dir: Path,
@@ -632,7 +623,7 @@ def write_results(
         if problems:
             raise PipelineError(f"the written submission failed validation: {problems[0]}")
         result["submission"] = str(submission)
-        scored = test_metrics(test, ids, full, label_set)
+        scored = labelled_test_metrics(test.test_gold, ids, full, label_set)
         if scored:
             result["test_metrics"] = scored
             log(

@@ -137,19 +137,28 @@ def test_a_test_file_with_labels_keeps_every_row_and_ignores_the_labels(tmp_path
 
 
 def test_a_test_file_is_scored_only_when_every_row_carries_a_known_label():
-    from re_pipeline.data.load import LoadedData
-    from re_pipeline.pipeline import test_metrics
+    from re_pipeline.evaluation.metrics import labelled_test_metrics
 
     klue, probs = LabelSet.klue(), np.eye(30)[[0, 1]]
-    known = LoadedData([], None, klue, "", test_gold={"a": klue.names[0], "b": klue.names[2]})
-    scored = test_metrics(known, ["a", "b"], probs, klue)
+    scored = labelled_test_metrics({"a": klue.names[0], "b": klue.names[2]}, ["a", "b"], probs, klue)
     assert scored["rows"] == 2 and scored["accuracy"] == 50.0
-    assert (
-        test_metrics(LoadedData([], None, klue, "", test_gold={"a": klue.names[0]}), ["a", "b"], probs, klue) is None
-    )
-    assert (
-        test_metrics(LoadedData([], None, klue, "", test_gold={"a": "x", "b": "y"}), ["a", "b"], probs, klue) is None
-    )
+    assert labelled_test_metrics({"a": klue.names[0]}, ["a", "b"], probs, klue) is None  # a row without a label
+    assert labelled_test_metrics({"a": "x", "b": "y"}, ["a", "b"], probs, klue) is None  # labels it does not know
+
+
+def test_an_ensemble_reads_the_labels_of_the_test_file_its_runs_share(tmp_path):
+    from re_pipeline.submit.ensemble import Member, labelled_test
+
+    rows = [dict(r, label=label) for r, label in zip(competition_rows(), ["no_relation", "per:title", "org:members"])]
+    path = write_csv(tmp_path / "test.csv", rows)
+
+    def member(test):
+        return Member("run", [], LabelSet.klue(), np.zeros((0, 30)), {"data_files": {"test": {"path": str(test)}}})
+
+    assert labelled_test([member(path), member(path)]) == {r["id"]: r["label"] for r in rows}
+    assert labelled_test([member(path), member(tmp_path / "other.csv")]) == {}  # not one shared test file
+    unlabelled = write_csv(tmp_path / "comp.csv", [dict(r, label="100") for r in rows])
+    assert labelled_test([member(unlabelled)]) == {}
 
 
 @pytest.mark.parametrize(

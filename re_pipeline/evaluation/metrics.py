@@ -150,3 +150,13 @@ def per_class_report(labels: np.ndarray, probs_or_preds: np.ndarray, label_set: 
         }
         for i, name in enumerate(label_set.names)
     ]
+
+
+def labelled_test_metrics(gold: dict[str, str], ids: list[str], probs: np.ndarray, label_set: LabelSet) -> dict | None:
+    """A submission's rows (`ids`, `probs`) scored on the labels its test file carries (`gold`: id -> label; a
+    labelled sample, never the competition's test, whose cells are the unlabelled 100), when every row carries one
+    the label set knows; else None. The row count is part of the result."""
+    labels = [gold.get(i) for i in ids]
+    if not ids or any(label not in label_set for label in labels):
+        return None
+    return {**compute_metrics(np.array(label_set.ids(labels)), probs), "rows": len(ids)}

@@ -27,7 +27,8 @@ from ..core.errors import PipelineError
 from ..core.io_utils import read_json, write_json
 from ..core.labels import LabelSet
 from ..core.typed_config import choice, option
-from ..evaluation.metrics import auprc, compute_metrics, micro_f1, softmax
+from ..data.io import read_examples
+from ..evaluation.metrics import auprc, compute_metrics, labelled_test_metrics, micro_f1, softmax
 from ..evaluation.prior import CALIBRATIONS, DECISIONS, PRIOR_SHIFTS, Reference, cross_fitted_decision, fit_calibration
 from ..records.runs import environment, finished, new_run_dir, read_oof
 from .submission import read_submission, validate_submission, write_submission
@@ -72,6 +73,16 @@ class Member:
     oof: tuple[list[str], list[str], np.ndarray] | None = (
         None  # out-of-fold ids, gold labels, probs (NaN: not validated)
     )
+
+
+def labelled_test(members: list[Member]) -> dict[str, str]:
+    """id -> label of the test file every run member predicted, when they share one and it carries labels (a
+    labelled sample); else empty."""
+    tests = {(m.result or {}).get("data_files", {}).get("test", {}).get("path") for m in members}
+    if len(tests) != 1 or None in tests or not Path(next(iter(tests))).exists():
+        return {}
+    examples, _ = read_examples(next(iter(tests)))
+    return {ex.id: ex.label for ex in examples if ex.label is not None}
 
 
 def load_member(path: Path, labels: LabelSet) -> Member:
@@ -304,6 +315,9 @@ def run_ensemble(
     np.save(run_dir / "test_probs.npy", probs, allow_pickle=False)
     write_json(run_dir / "labels.json", label_set.to_dict())
     result = {"run_id": run_dir.name, "name": "ensemble", **common_fingerprints(members), "metrics": None}
+    scored = labelled_test_metrics(labelled_test(members), ids, probs, label_set)
+    if scored:
+        result["test_metrics"] = scored
     info = {
         "members": [m.name for m in members],
         "method": method,
