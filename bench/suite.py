@@ -5,8 +5,8 @@ the median with the range; quality figures are one training run each (runs are d
 CPU for a given seed). A section's raw figures, with the machine, versions, commit, date and
 command, are stored in `bench/results/<section>.json`; BENCHMARKS.md is rendered from all stored
 sections, each followed by `bench/notes/<section>.md` (a hand-written reading of its figures) when
-there is one, so `--only SECTION` re-measures one and rewrites the whole file. Quality and PEFT
-variants reuse finished runs under `runs/` with the same resolved config (see bench/variants.py).
+there is one, so `--only SECTION` re-measures one and rewrites the whole file. Studies that span sessions
+(`recipe`, `methods`) are notes only: their tables come from research/study.py.
 
 Usage: python bench/suite.py [--data ../shared/data/klue-re] [--repeats 3] [--only speed ...] [--render-only]
 """
@@ -19,7 +19,6 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
@@ -32,11 +31,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NOTES = Path(__file__).resolve().parent / "notes"
-QUALITY_EPOCHS = 1  # the ablation budget: the full default takes about an hour here
-PEFT_STEPS = 300
-# The PEFT comparison's base: the default before TAPT was doubled and markers untyped (its runs are
-# the ones measured); `train.epochs` is inert under `max_steps` but part of those runs' configs.
-PEFT_BASE = ["markers.format=typed_entity_marker_punct", "tapt.epochs=2.0", "train.epochs=8"]
 
 
 def in_child(fn, *args, **kwargs):
@@ -208,38 +202,6 @@ def measure_ddp(data: str, repeats: int) -> dict:
 
     runs = [ddp_bench.main(data, ddp_bench.STEPS) for _ in range(repeats)]
     return {"steps": ddp_bench.STEPS, "settings": {k: spread([r[k] for r in runs]) for k in runs[0]}}
-
-
-def measure_quality(data: str, repeats: int) -> dict:
-    import tfidf_baseline
-    from variants import run_group
-
-    from re_pipeline.submit.ensemble import run_ensemble
-
-    out = {
-        "tfidf": tfidf_baseline.main(f"{data}/train.csv"),
-        "default": run_group("default", data, [])[0],
-        "ablation": run_group("ablation", data, [f"train.epochs={QUALITY_EPOCHS}"]),
-        "epochs": QUALITY_EPOCHS,
-    }
-    with tempfile.TemporaryDirectory() as tmp:
-        members = [Path("runs") / row["run"] for row in out["ablation"]]
-        ensemble = run_ensemble(members, "mean", runs_dir=Path(tmp), submissions_dir=Path(tmp), log=lambda m: None)
-        out["ensemble"] = {
-            "members": [row["variant"] for row in out["ablation"]],
-            **json.loads((ensemble / "result.json").read_text())["metrics"],
-        }
-    return out
-
-
-def measure_peft(data: str, repeats: int) -> dict:
-    from variants import run_group
-
-    return {
-        "steps": PEFT_STEPS,
-        "base": PEFT_BASE,
-        "rows": run_group("peft", data, [f"train.max_steps={PEFT_STEPS}", *PEFT_BASE]),
-    }
 
 
 # ---- rendering: each returns the section's markdown ----
@@ -459,52 +421,6 @@ def render_gpu(r: dict) -> str:
     return "\n".join(lines)
 
 
-def variant_rows(rows: list[dict], peft: bool = False) -> list[str]:
-    head = (
-        "| variant | change | micro-F1 | AUPRC | "
-        + ("trainable | saved MiB | " if peft else "")
-        + "s/step | peak RSS MiB | minutes | run |"
-    )
-    lines = [head, "|---|---|" + "---:|" * (head.count("|") - 4) + "---|"]
-    for d in rows:
-        peak = f"{d['peak_rss_mib']:,}" if d.get("peak_rss_mib") else "—"
-        extra = f"{d['trainable']['percent']:.2f}% | {d['model_mib']:.1f} | " if peft else ""
-        lines.append(
-            f"| {d['variant']} | `{d['change']}` | {d['micro_f1']:.2f} | {d['auprc']:.2f} | {extra}{d['step_s']:.2f} | {peak} | {d['minutes']:.1f} | {d['run']} |"
-        )
-    return lines
-
-
-def render_quality(r: dict) -> str:
-    t, d = r["tfidf"], r["default"]
-    lines = [
-        "| model | micro-F1 | AUPRC | accuracy | minutes | run |",
-        "|---|---:|---:|---:|---:|---|",
-        f"| TF-IDF + logistic regression | {t['micro_f1']:.2f} | {t['auprc']:.2f} | {t['accuracy']:.2f} | {t['seconds'] / 60:.1f} | — |",
-        f"| default config | {d['micro_f1']:.2f} | {d['auprc']:.2f} | {d['accuracy']:.2f} | {d['minutes']:.1f} | {d['run']} |",
-        "",
-        f"Default minus TF-IDF: {d['micro_f1'] - t['micro_f1']:+.2f} micro-F1, {d['auprc'] - t['auprc']:+.2f} AUPRC. The default's "
-        "validation scores after each epoch (the best micro-F1 epoch is kept):",
-        "",
-        "| epoch | " + " | ".join(f"{c['epoch']:g}" for c in d["curve"]) + " |",
-        "|---|" + "---:|" * len(d["curve"]),
-        "| micro-F1 | " + " | ".join(f"{c['micro_f1']:.2f}" for c in d["curve"]) + " |",
-        "| AUPRC | " + " | ".join(f"{c['auprc']:.2f}" for c in d["curve"]) + " |",
-        "",
-        "TF-IDF: character 1–4-grams of the marked sentence plus the type pair, `LogisticRegression(C=10)` (`bench/tfidf_baseline.py`).",
-        "",
-        f"Ablation: the default with one change each, every variant at {r['epochs']} fine-tuning epoch(s) (same split and seed):",
-        "",
-    ]
-    lines += variant_rows(r["ablation"])
-    e = r["ensemble"]
-    lines += [
-        "",
-        f"Mean of the {len(e['members'])} ablation runs' probabilities: micro-F1 {e['micro_f1']:.2f}, AUPRC {e['auprc']:.2f}.",
-    ]
-    return "\n".join(lines)
-
-
 def render_trim(r: dict) -> str:
     lines = [
         f"configs/e5-small.yaml's model, {r['steps']} AdamW steps of {r['batch']} rows and inference over {r['rows_timed']:,} "
@@ -557,23 +473,18 @@ def render_e5_speed(r: dict) -> str:
     return "\n".join(lines)
 
 
-def render_peft(r: dict) -> str:
-    return "\n".join(
-        [
-            f"Every method trains {r['steps']} steps of batch 32 from the same TAPT encoder, with the same heads, loss and split, "
-            f"on the default config with `{' '.join(r['base'])}`:",
-            "",
-            *variant_rows(r["rows"], peft=True),
-        ]
-    )
-
-
 SECTIONS = {
     "leaderboard": (
         "Public leaderboard: validation and public scores side by side",
         "bench/leaderboard_scores.py --runs runs/cpu/*",
         measure_leaderboard,
         render_leaderboard,
+    ),
+    "methods": (  # a study across sessions: its table lives in bench/notes/methods.md
+        "Every method of the mission on the pretrained recipe",
+        "research/study.py research/studies/methods.yaml, bench/gpu_session.sh",
+        None,
+        None,
     ),
     "recipe": (  # a study of full runs across sessions: its tables live in bench/notes/recipe.md
         "The pretrained recipe re-tuned: loss, rate, markers, the test's no_relation share, ensembles",
@@ -621,18 +532,6 @@ SECTIONS = {
     ),
     "memory": ("Peak memory and time of each stage", "bench/stage_memory.py", measure_memory, render_memory),
     "ddp": ("Data-parallel training: one process against two", "bench/ddp_bench.py", measure_ddp, render_ddp),
-    "quality": (
-        "The transformer recipe on a random 20% hold-out (validation only: see the public leaderboard above)",
-        "bench/tfidf_baseline.py, bench/variants.py default|ablation",
-        measure_quality,
-        render_quality,
-    ),
-    "peft": (
-        "Parameter-efficient fine-tuning against full fine-tuning",
-        "bench/variants.py peft",
-        measure_peft,
-        render_peft,
-    ),
     "gpu": (
         "GPU: base and large encoders in bf16",
         "bench/train_speed_bench.py --size base|large --device cuda --bf16",

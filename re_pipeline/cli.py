@@ -223,10 +223,10 @@ def train(
             raise PipelineError(f"{resume}: not a run folder (no config.yaml)")
         cfg = load_config(resume / "config.yaml")
     else:
-        cfg = _config(config, set_)
-        resolve_data(cfg, data)
         if run_dir is not None and (run_dir / "config.yaml").exists() and distributed().is_main_process:
             raise PipelineError(f"--run-dir {run_dir} already holds a run: continue it with --resume {run_dir}")
+        cfg = _config(config, set_)
+        resolve_data(cfg, data)
     with console_stages(console, verbose) as bars:
         run_dir = run_pipeline(cfg, run_dir=resume or run_dir, log=_log, only_folds=fold or None, bars=bars)
     if not distributed().is_main_process:

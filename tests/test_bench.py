@@ -1,4 +1,4 @@
-"""The benchmark suite's own logic: reusing finished runs by resolved config, per-stage memory, rendering."""
+"""The benchmark suite's own logic and the study tools: per-stage memory, rendering, study files, the GPU script."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from test_pipeline import TINY
 
 from re_pipeline.config import load_config
 from re_pipeline.data.sample import write_sample
-from re_pipeline.pipeline import run_pipeline
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "research"))
@@ -23,45 +22,7 @@ import default_run  # noqa: E402
 import stage_memory  # noqa: E402
 import study as study_module  # noqa: E402
 import suite  # noqa: E402
-import variants  # noqa: E402
 from study import Study  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("bench")
-    train, test = write_sample(root / "data", n_train=120, n_test=20)
-    config = load_config(None, [*TINY, f"data.train={train}", f"data.test={test}"])
-    run = run_pipeline(
-        config, root / "runs" / "someone-named-it", root / "subs", log=lambda m: None, cache=root / "cache"
-    )
-    return root, config, run
-
-
-def test_a_finished_run_is_reused_only_for_the_same_resolved_config_and_data(finished_run):
-    root, config, run = finished_run
-    renamed = load_config(
-        None, [*TINY, f"data.train={config.data.train}", f"data.test={config.data.test}", "name=other"]
-    )
-    assert variants.matching_run(renamed, root / "runs") == run
-    other_seed = load_config(
-        None, [*TINY, f"data.train={config.data.train}", f"data.test={config.data.test}", "seed=7"]
-    )
-    assert variants.matching_run(other_seed, root / "runs") is None
-    unfinished = root / "runs" / "unfinished"
-    unfinished.mkdir()
-    (unfinished / "config.yaml").write_text((run / "config.yaml").read_text())  # no result.json: never reused
-    assert variants.matching_run(config, root / "runs") == run
-
-
-def test_a_changed_data_file_is_not_the_same_run(finished_run, tmp_path):
-    root, config, run = finished_run
-    train = tmp_path / "train.csv"
-    train.write_text(Path(config.data.train).read_text(encoding="utf-8") + "\n", encoding="utf-8")
-    elsewhere = load_config(None, [*TINY, f"data.train={train}", f"data.test={config.data.test}"])
-    assert variants.matching_run(elsewhere, root / "runs") is None
-    Path(config.data.train).write_bytes(Path(config.data.train).read_bytes())  # same bytes, same run
-    assert variants.matching_run(config, root / "runs") == run
 
 
 def test_stage_memory_splits_one_real_run_into_its_stages(tmp_path):
@@ -114,7 +75,7 @@ def test_rendering_states_medians_ranges_ratios_and_what_was_not_measured():
     assert "| ours | 95.0 (90.0–100.0) | 5,000 | 300.0 (290.0–310.0) |" in text
     assert "4.8× faster in training and 3.8× faster in inference" in text  # 95/20 and 300/80
     assert "Two processes run at 0.75× the speed of one on the same cores" in text
-    assert "Not measured yet: `python bench/suite.py --only quality`." in text
+    assert "Not measured yet: `python bench/suite.py --only memory`." in text
     assert text.count("## ") == len(suite.SECTIONS)
     assert "Not measured yet: the suite's GPU section has not run on a lent GPU machine." in text
 
@@ -147,38 +108,6 @@ def test_the_e5_speed_table_states_each_lever_against_todays_recipe():
     )
     assert "30% | 5 / 900 / 1200 / 80 | matmul 1200, activations and dropout 600 |" in text
     assert "fp32 250 GFLOP/s, bf16 500 GFLOP/s" in text and "K=8 200 rows/s" in text
-
-
-def test_the_quality_table_states_the_margin_over_tf_idf_and_each_epoch():
-    def row(name, f1, auprc):
-        return {
-            "variant": name,
-            "change": "—",
-            "micro_f1": f1,
-            "auprc": auprc,
-            "accuracy": 70.0,
-            "step_s": 0.3,
-            "peak_rss_mib": None,
-            "minutes": 9.0,
-            "run": f"run-{name}",
-            "curve": [
-                {"epoch": 1.0, "micro_f1": f1 - 5, "auprc": auprc - 9},
-                {"epoch": 2.0, "micro_f1": f1, "auprc": auprc},
-            ],
-        }
-
-    figures = {
-        "tfidf": {"micro_f1": 72.39, "auprc": 56.91, "accuracy": 70.21, "seconds": 360},
-        "default": row("default", 73.87, 58.19),
-        "ablation": [row("default", 67.0, 46.0), row("no TAPT", 60.0, 35.0)],
-        "epochs": 1,
-        "ensemble": {"members": ["default", "no TAPT"], "micro_f1": 66.0, "auprc": 45.5},
-    }
-    text = suite.render({"quality": stored(figures)}, suite.machine())
-    assert "Default minus TF-IDF: +1.48 micro-F1, +1.28 AUPRC." in text
-    assert "| micro-F1 | 68.87 | 73.87 |" in text and "| AUPRC | 49.19 | 58.19 |" in text
-    assert "| no TAPT | `—` | 60.00 | 35.00 | 0.30 | — | 9.0 | run-no TAPT |" in text
-    assert "Mean of the 2 ablation runs' probabilities: micro-F1 66.00, AUPRC 45.50." in text
 
 
 def test_the_default_run_bench_times_a_real_run_in_its_own_process(tmp_path):

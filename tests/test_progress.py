@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from re_pipeline.cli import app
 from re_pipeline.core.progress import StageBars, replace_stock_output
+from re_pipeline.data.sample import write_sample
 
 TINY = [
     "model.backbone.vocab_size=300",
@@ -68,9 +69,11 @@ def test_stage_bars_replace_the_trainers_own_output(tmp_path, bars, stock):
 @pytest.mark.parametrize("verbose", [False, True])
 def test_train_prints_bars_and_a_summary_or_with_verbose_the_trainers_logs(tmp_path, monkeypatch, verbose):
     monkeypatch.chdir(tmp_path)
+    write_sample(tmp_path / "data")  # tiny generated rows: the embedded KLUE sample is for the first run
     config = Path(__file__).resolve().parents[1] / "configs" / "reference.yaml"
     sets = [arg for s in TINY for arg in ("--set", s)]
-    result = CliRunner().invoke(app, ["train", "-c", str(config), *sets, *(["--verbose"] if verbose else [])])
+    verbosity = ["--verbose"] if verbose else []
+    result = CliRunner().invoke(app, ["train", "-c", str(config), "--data", "data", *sets, *verbosity])
     assert result.exit_code == 0, result.output
     (run_dir,) = (p.relative_to(tmp_path) for p in (tmp_path / "runs").iterdir() if p.is_dir())
     assert ("train_runtime" in result.output) == verbose  # the Trainer's printed log dict
@@ -82,8 +85,9 @@ def test_train_prints_bars_and_a_summary_or_with_verbose_the_trainers_logs(tmp_p
 
 def test_a_classical_run_shows_a_bar_for_its_fit_and_its_prediction(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # model.kind prior: no tokenizer, no Trainer
+    write_sample(tmp_path / "data")
     config = Path(__file__).resolve().parents[1] / "configs" / "reference.yaml"
-    result = CliRunner().invoke(app, ["train", "-c", str(config), "--set", "model.kind=prior"])
+    result = CliRunner().invoke(app, ["train", "-c", str(config), "--data", "data", "--set", "model.kind=prior"])
     assert result.exit_code == 0, result.output
     assert "fold 1: prior" in result.output and "fold 1: predicting" in result.output
     assert (
