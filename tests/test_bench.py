@@ -131,7 +131,7 @@ def test_the_default_run_bench_times_a_real_run_in_its_own_process(tmp_path):
     )
 
 
-STUDIES = sorted((Path(__file__).resolve().parents[1] / "bench" / "studies").glob("*.yaml"))
+STUDIES = sorted((Path(__file__).resolve().parents[1] / "research" / "studies").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", STUDIES, ids=[p.stem for p in STUDIES])
@@ -217,3 +217,7 @@ def test_the_gpu_pack_zeroes_exactly_the_embedding_rows_of_unused_pieces(tmp_pat
     assert not after[: len(used)][~used].any() and before[: len(used)][~used].any()
     assert np.array_equal(packed.tensor("l0.q.w", (384, 384)), e5.tensor("l0.q.w", (384, 384)))
     assert packed.pieces == e5.pieces and packed.normalization == e5.normalization
+
+
+def test_the_study_files_are_found():
+    assert {p.stem for p in STUDIES} >= {"agreement", "methods"}  # else the check above checks nothing
