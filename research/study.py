@@ -12,7 +12,7 @@ KLUE-RE, every submission scored on the public board, one table. The systems are
 
 Each run is a child process (wall time and its own peak RSS from `os.wait4`) into runs/<study>/; a system whose
 run already holds result.json is not run again and an interrupted full run continues from its checkpoint, so
-a study resumes where a session stopped. With three or more systems run both ways, the table gives the
+a study resumes where a session stopped; `table --out FILE` keeps FILE's rows for runs no longer on disk. With three or more systems run both ways, the table gives the
 Spearman rank correlation of screens against full runs. The public labels are read by
 ../shared/tools/leaderboard.py only: nothing here trains, tunes or selects on them.
 
@@ -218,7 +218,12 @@ def markdown(study: Study, result: dict, shown: list[str] | None = None) -> str:
 
 
 def table(study: Study, out: Path | None, shown: list[str] | None = None) -> dict:
-    rows = {name: {mode: row(study, mode, name) for mode in MODES} for name in study.systems}
+    # run folders do not outlive a checkout: a row whose run is gone keeps the figures the last table recorded
+    before = json.loads(out.read_text())["systems"] if out and out.exists() else {}
+    rows = {
+        name: {mode: row(study, mode, name) or before.get(name, {}).get(mode) for mode in MODES}
+        for name in study.systems
+    }
     both = [name for name, r in rows.items() if r["screen"] and r["full"] and name not in study.replicas]
     agreement = {}
     if len(both) >= 3:
