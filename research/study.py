@@ -12,8 +12,8 @@ KLUE-RE, every submission scored on the public board, one table. The systems are
 
 Each run is a child process (wall time and its own peak RSS from `os.wait4`) into runs/<study>/; a system whose
 run already holds result.json is not run again and an interrupted full run continues from its checkpoint, so
-a study resumes where a session stopped; `table --out FILE` keeps FILE's rows for runs no longer on disk. With three or more systems run both ways, the table gives the
-Spearman rank correlation of screens against full runs. The public labels are read by
+a study resumes where a session stopped; `table --out FILE` keeps FILE's rows for runs no longer on disk. With
+three or more systems run both ways, the table gives the Spearman rank correlation of screens against full runs. The public labels are read by
 ../shared/tools/leaderboard.py only: nothing here trains, tunes or selects on them.
 
 Usage: python research/study.py run STUDY.yaml {screen|full} [--systems NAME ...] [--data ../shared/data/klue-re]

@@ -163,6 +163,21 @@ def test_a_study_runs_a_new_full_run_then_continues_it_and_screens_into_its_own_
     assert study.shown("b") == "-c configs/e5-small.yaml --set train.learning_rate=1e-4"
 
 
+def test_a_study_table_keeps_the_recorded_rows_of_runs_no_longer_on_disk(tmp_path):
+    """A fresh checkout has no runs/: the table file's earlier rows stay, systems never run stay empty."""
+    spec = tmp_path / "mini.yaml"
+    spec.write_text("base: configs/e5-small.yaml\nvariants:\n  a: []\n  b: []\n", encoding="utf-8")
+    study = Study.read(spec, runs_root=tmp_path / "runs")
+    recorded = dict.fromkeys(study_module.METRICS, 50.0) | {"val_decided_f1": 50.0, "no_relation_share": 40.0}
+    recorded |= {"minutes": 1.0, "peak_rss_GiB": 2.0, "trainable_percent": 26.2, "saved_MB": 109.0}
+    out = tmp_path / "table.json"
+    out.write_text(json.dumps({"systems": {"a": {"screen": None, "full": recorded}}}))
+    result = study_module.table(study, out)
+    assert result["systems"]["a"] == {"screen": None, "full": recorded}
+    assert result["systems"]["b"] == {"screen": None, "full": None}
+    assert json.loads(out.read_text())["systems"]["a"]["full"] == recorded
+
+
 def test_a_study_naming_an_unknown_reference_is_refused(tmp_path):
     spec = tmp_path / "bad.yaml"
     spec.write_text("base: configs/e5-small.yaml\nreference: nope\nvariants:\n  a: []\n", encoding="utf-8")
