@@ -95,6 +95,29 @@ def test_auprc_matches_competition_function_on_30_classes():
         assert auprc(labels, probs) == pytest.approx(expected, abs=1e-9)
 
 
+def test_auprc_matches_scikit_learn_with_ties_and_row_weights():
+    # The hand-written curve against precision_recall_curve + auc, class by class: scores rounded to force
+    # ties, row weights with zeros among them (scikit-learn leaves those rows out, so must we).
+    rng = np.random.default_rng(7)
+    n = 300
+    labels = rng.choice([c for c in range(12) if c != 5], size=n)
+    probs = np.round(softmax(rng.normal(size=(n, 12)) * 2 + np.eye(12)[labels] * 2), 2)
+    probs /= probs.sum(axis=1, keepdims=True)
+    weights = rng.uniform(0.1, 3, size=n) * (rng.random(n) > 0.2)
+    for w in (None, weights):
+        areas = []
+        for c in range(12):
+            if not ((labels == c) & (True if w is None else w > 0)).any():
+                areas.append(0.5)
+                continue
+            precision, recall, _ = sklearn.metrics.precision_recall_curve(labels == c, probs[:, c], sample_weight=w)
+            areas.append(sklearn.metrics.auc(recall, precision))
+        assert auprc(labels, probs, w) == pytest.approx(100 * np.mean(areas), abs=1e-12)
+    assert auprc(labels, probs, weights) != pytest.approx(auprc(labels, probs))
+    with pytest.raises(PipelineError, match="weights for 300 rows"):
+        auprc(labels, probs, weights[:10])
+
+
 def test_compute_metrics_uses_argmax():
     assert compute_metrics(LABELS, PROBS) == pytest.approx(
         {"micro_f1": 40.0, "auprc": 100 * 61 / 72, "accuracy": 50.0}
