@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .config import Config, load_config, render
+from .config import Config, load_config, parse_override, render, with_values
 from .core.errors import PipelineError
 from .core.io_utils import CACHE, atomic_write, read_json
 from .core.labels import resolve_label_set
@@ -171,15 +171,34 @@ DEFAULT_TRAIN = "data/raw/train.csv"
 SAMPLE = Path("data/sample")  # the embedded sample (tools/klue_sample.py cut it; data/sample/README.md)
 
 
-def resolve_data(cfg: Config, data: Path | None) -> None:
-    """`--data DIR` (train.csv + test_data.csv) or a file; with no data at all, the embedded KLUE-RE sample."""
+def _run_config(path: Path | None, overrides: list[str] | None, data: Path | None) -> Config:
+    """The config of a command that trains: its file, `--set`, the data (`resolve_data`), and on the embedded
+    sample the config's `data.sample_overrides` (printed; a `--set` of the same key wins)."""
+    cfg = _config(path, overrides)
+    if not resolve_data(cfg, data):
+        return cfg
+    given = {parse_override(item)[0] for item in overrides or []}
+    extra = dict(parse_override(item) for item in cfg.data.sample_overrides)
+    extra = {key: value for key, value in extra.items() if key not in given}
+    if extra:
+        console.print(
+            f"[yellow]on the sample, {cfg.name}'s data.sample_overrides: "
+            + ", ".join(f"{key}={value}" for key, value in extra.items())
+            + " (recorded in the run's config.yaml)[/]"
+        )
+    return with_values(cfg, extra)
+
+
+def resolve_data(cfg: Config, data: Path | None) -> bool:
+    """`--data DIR` (train.csv + test_data.csv) or a file; with no data at all, the embedded KLUE-RE sample
+    (then True)."""
     if data is not None:
         if data.is_dir():
             cfg.data.train = str(data / "train.csv")
             cfg.data.test = str(data / "test_data.csv") if (data / "test_data.csv").exists() else None
         else:
             cfg.data.train = str(data)
-        return
+        return False
     if cfg.data.train == DEFAULT_TRAIN and not Path(DEFAULT_TRAIN).exists():
         if not (SAMPLE / "train.csv").exists():
             raise PipelineError(
@@ -191,9 +210,11 @@ def resolve_data(cfg: Config, data: Path | None) -> None:
             "training set, and 500 labelled rows as its test, whose entities the 2,000 never show; CC BY-SA 4.0). "
             "Put the competition's train.csv and test_data.csv in data/raw/ to train on them.[/]"
         )
-    elif cfg.data.test and not Path(cfg.data.test).exists():
+        return True
+    if cfg.data.test and not Path(cfg.data.test).exists():
         console.print(f"[yellow]no test file at {cfg.data.test}: training without a submission[/]")
         cfg.data.test = None
+    return False
 
 
 @app.command()
@@ -225,8 +246,7 @@ def train(
     else:
         if run_dir is not None and (run_dir / "config.yaml").exists() and distributed().is_main_process:
             raise PipelineError(f"--run-dir {run_dir} already holds a run: continue it with --resume {run_dir}")
-        cfg = _config(config, set_)
-        resolve_data(cfg, data)
+        cfg = _run_config(config, set_, data)
     with console_stages(console, verbose) as bars:
         run_dir = run_pipeline(cfg, run_dir=resume or run_dir, log=_log, only_folds=fold or None, bars=bars)
     if not distributed().is_main_process:
@@ -284,8 +304,7 @@ def hpsearch(
     Run it in several shells with one --storage and --study to search in parallel.
     """
 
-    cfg = _config(config, set_)
-    resolve_data(cfg, data)
+    cfg = _run_config(config, set_, data)
     console.print(f"best config: {run_hpsearch(cfg, trials, storage, study, log=_log)}", highlight=False)
 
 
@@ -303,9 +322,7 @@ def screen(
     """Screen configs cheaply: each config's run on a share of the training rows for fewer epochs, validated
     and predicted in full; a table to rank systems before full runs (agreement: BENCHMARKS.md)."""
 
-    cfgs = [_config(path, set_) for path in configs]
-    for cfg in cfgs:
-        resolve_data(cfg, data)
+    cfgs = [_run_config(path, set_, data) for path in configs]
     with console_stages(console, verbose) as bars:
         rows = run_screen(
             cfgs,
@@ -332,9 +349,7 @@ def jobs(
 ):
     """Train several configs (or the folds of one) as separate processes, N at a time, then ensemble the runs."""
 
-    cfgs = [_config(path, set_) for path in configs]
-    for cfg in cfgs:
-        resolve_data(cfg, data)
+    cfgs = [_run_config(path, set_, data) for path in configs]
     done, finished, combined = run_jobs(cfgs, workers, folds, None if ensemble == "none" else ensemble, log=_log)
     print_table(
         "jobs",
@@ -365,8 +380,7 @@ def tapt(
 ):
     """Task-adaptive pretraining alone: masked LM on the train + test sentences, saved as a run's `model/`."""
 
-    cfg = _config(config, set_)
-    resolve_data(cfg, data)
+    cfg = _run_config(config, set_, data)
     with console_stages(console, verbose) as bars:
         run_dir = run_tapt_stage(cfg, log=_log, bars=bars)
     result = read_json(run_dir / "result.json")

@@ -104,6 +104,17 @@ def merged(base: dict, top: dict) -> dict:
     return out
 
 
+def parse_override(item: str) -> tuple[str, object]:
+    """`section.key=value` as its dotted key and YAML value."""
+    key, sep, raw = item.partition("=")
+    if not sep:
+        raise PipelineError(f"override {item!r} must look like section.key=value")
+    try:
+        return key.strip(), yaml.safe_load(raw)
+    except yaml.YAMLError:
+        raise PipelineError(f"override {item!r}: {raw!r} is not a valid YAML value") from None
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Read a YAML config (defaults when `path` is None; `base:` files first) and apply `key.sub=value`
     overrides."""
@@ -112,14 +123,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         path = Path(path)
         data = read_yaml(path, (path.resolve(),))
     for item in overrides or []:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise PipelineError(f"override {item!r} must look like section.key=value")
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            raise PipelineError(f"override {item!r}: {raw!r} is not a valid YAML value") from None
-        set_key(data, key.strip(), value)
+        set_key(data, *parse_override(item))
     try:
         return from_dict(Config, data)
     except PipelineError as exc:

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import yaml
 from typer.testing import CliRunner
 
 from re_pipeline.cli import app
@@ -67,15 +68,22 @@ def test_train_without_data_uses_the_embedded_klue_sample_and_scores_its_labelle
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "sample").symlink_to(root / "data" / "sample")
     monkeypatch.chdir(tmp_path)
-    result = runner.invoke(app, ["train", "-c", str(root / "configs" / "tfidf.yaml")])
+    # the config's sample_overrides apply on the sample, a --set of the same key over them
+    sample_only = "data.sample_overrides=[model.tfidf.min_df=2, seed=7]"
+    result = runner.invoke(
+        app, ["train", "-c", str(root / "configs" / "tfidf.yaml"), "--set", sample_only, "--set", "seed=9"]
+    )
     assert result.exit_code == 0, result.output
     assert "embedded sample" in result.output and "test (its own labels) micro_f1" in result.output
+    assert "data.sample_overrides: model.tfidf.min_df=2 (recorded" in result.output
     (submission,) = (tmp_path / "submissions").glob("*.csv")
     (run_dir,) = (p for p in (tmp_path / "runs").iterdir() if p.is_dir())  # beside them: index.html
     assert submission.stem == run_dir.name
     scored = json.loads((run_dir / "result.json").read_text())["test_metrics"]
     assert scored["rows"] == 500 and 20 < scored["micro_f1"] < 90  # real text: neither trivial nor perfect
     assert "test, on the labels its file carries" in (run_dir / "report.html").read_text()
+    recorded = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert (recorded["model"]["tfidf"]["min_df"], recorded["seed"]) == (2, 9)
 
 
 def test_train_without_any_data_or_sample_says_what_to_pass(tmp_path, monkeypatch):

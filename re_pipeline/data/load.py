@@ -33,6 +33,11 @@ class DataConfig:
     )
     end_offsets: str = option("auto", "inclusive | exclusive | auto (detected per file)")
     unlabelled_values: list[str] = option(help="label cells that mean unlabelled", factory=lambda: ["100", ""])
+    sample_overrides: list[str] = option(
+        help="section.key=value settings for runs on the embedded sample (no data/raw/train.csv and no --data), "
+        "under any --set of the same key: a smaller setting that keeps the first `make train` short",
+        factory=list,
+    )
 
     def __post_init__(self) -> None:
         choice("data.end_offsets", self.end_offsets, END_OFFSETS)
