@@ -9,6 +9,7 @@ prior), and the public score of the written submission. The public half's own no
 beside the estimates for the reader; nothing here chooses with it.
 
 Usage: python research/prior_study.py RUN_DIR [RUN_DIR ...] [--out bench/results/prior_study.json]
+       python research/prior_study.py --render bench/results/prior_study.json   (the tables, measuring nothing)
 """
 
 from __future__ import annotations
@@ -79,11 +80,55 @@ def public_share() -> float:
     return round(100 * sum(label == "no_relation" for label in labels) / len(labels), 1)
 
 
+def render(rows: list[dict]) -> str:
+    """The two markdown tables of BENCHMARKS.md: one column per run, estimators first, then calibration x decision."""
+    runs = list(dict.fromkeys(r["run"] for r in rows))
+    cell = {(r["run"], r["calibration"], r["prior_shift"], r["decision"]): r for r in rows}
+    head = " | ".join(Path(run).name for run in runs)
+    lines = [f"| estimated test no_relation share → public F1 / AUPRC | {head} |", "|---|" + "---:|" * len(runs)]
+    for calibration, shift in itertools.product(("none", "bcts"), PRIOR_SHIFTS):
+        if calibration != "none" and shift == "none":
+            continue
+        got = [cell[(run, calibration, shift, "argmax")] for run in runs]
+        if shift == "none":
+            name = f"no adjustment (the training share: {got[0]['no_relation_estimated']}%)"
+            values = [f"{r['public_micro_f1']:.2f} / {r['public_auprc']:.2f}" for r in got]
+        else:
+            name = f"`{shift}`" + (" after BCTS" if calibration == "bcts" else "")
+            values = [
+                f"{r['no_relation_estimated']}% → {r['public_micro_f1']:.2f} / {r['public_auprc']:.2f}" for r in got
+            ]
+        lines.append(f"| {name} | " + " | ".join(values) + " |")
+    lines += [
+        "",
+        "| calibration, decision: validation (cross-fitted) F1 / AUPRC; public F1 / AUPRC; predicted "
+        f"no_relation | {head} |",
+        "|---|" + "---|" * len(runs),
+    ]
+    for calibration, decision in itertools.product(CALIBRATIONS, DECISIONS):
+        values = []
+        for run in runs:
+            r = cell[(run, calibration, "none", decision)]
+            scale = f" (×{r['no_relation_scale']:.2f})" if decision != "argmax" else ""
+            values.append(
+                f"{r['val_micro_f1']:.2f} / {r['val_auprc']:.2f}; {r['public_micro_f1']:.2f} / "
+                f"{r['public_auprc']:.2f}; {r['no_relation_predicted']:.0f}%{scale}"
+            )
+        lines.append(f"| {calibration}, {decision} | " + " | ".join(values) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("runs", nargs="*", type=Path)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--render", type=Path, help="print the tables of a stored result and stop")
     args = parser.parse_args(argv)
+    if args.render:
+        print(render(json.loads(args.render.read_text())["rows"]))
+        return
+    if not args.runs:
+        parser.error("name at least one run folder (or --render a stored result)")
     OUT.mkdir(parents=True, exist_ok=True)
     result = {
         "public_no_relation_share": public_share(),
@@ -91,6 +136,7 @@ def main(argv=None) -> None:
     }
     if args.out:
         args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(render(result["rows"]))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -19,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "research"))
 
 import default_run  # noqa: E402
+import prior_study  # noqa: E402
 import stage_memory  # noqa: E402
 import study as study_module  # noqa: E402
 import suite  # noqa: E402
@@ -176,6 +178,46 @@ def test_a_study_table_keeps_the_recorded_rows_of_runs_no_longer_on_disk(tmp_pat
     assert result["systems"]["a"] == {"screen": None, "full": recorded}
     assert result["systems"]["b"] == {"screen": None, "full": None}
     assert json.loads(out.read_text())["systems"]["a"]["full"] == recorded
+
+
+def test_the_prior_study_tables_put_each_runs_cell_under_its_own_column():
+    """Two runs with different numbers: every row of both tables reads run a's cell, then run b's."""
+    from re_pipeline.evaluation.prior import CALIBRATIONS, DECISIONS, PRIOR_SHIFTS
+
+    rows = []
+    for n, run in enumerate(("runs/x/a", "runs/x/b")):
+        for i, (c, shift, d) in enumerate(itertools.product(CALIBRATIONS, PRIOR_SHIFTS, DECISIONS)):
+            v = 10.0 * n + i / 100
+            rows.append(
+                {
+                    "run": run,
+                    "calibration": c,
+                    "prior_shift": shift,
+                    "decision": d,
+                    "no_relation_estimated": v,
+                    "no_relation_predicted": 40 + n,
+                    "no_relation_scale": 1.5 + n,
+                    "val_micro_f1": v,
+                    "val_auprc": v,
+                    "public_micro_f1": v,
+                    "public_auprc": v,
+                }
+            )
+    text = prior_study.render(rows)
+    cell = {(r["run"], r["calibration"], r["prior_shift"], r["decision"]): r for r in rows}
+    a, b = (cell[(run, "bcts", "em", "argmax")] for run in ("runs/x/a", "runs/x/b"))
+    em_after = next(line for line in text.splitlines() if line.startswith("| `em` after BCTS |"))
+    assert em_after == (
+        f"| `em` after BCTS | {a['no_relation_estimated']}% → {a['public_micro_f1']:.2f} / "
+        f"{a['public_auprc']:.2f} | {b['no_relation_estimated']}% → {b['public_micro_f1']:.2f} / "
+        f"{b['public_auprc']:.2f} |"
+    )
+    none_f1 = next(line for line in text.splitlines() if line.startswith("| none, f1 |"))
+    assert none_f1.endswith("; 41% (×2.50) |") and "; 40% (×1.50) |" in none_f1
+    assert text.splitlines()[0].endswith("| a | b |")
+    assert sum(line.startswith("| ") for line in text.splitlines()) == 2 + 2 * (len(PRIOR_SHIFTS) - 1) + 1 + len(
+        CALIBRATIONS
+    ) * len(DECISIONS)
 
 
 def test_a_study_naming_an_unknown_reference_is_refused(tmp_path):
