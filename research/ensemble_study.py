@@ -7,6 +7,7 @@ weights are fitted), and its submission is scored on the public board by ../shar
 which nothing here chooses with.
 
 Usage: python research/ensemble_study.py RUN_DIR RUN_DIR [...] [--out bench/results/ensemble_study.json]
+       python research/ensemble_study.py --render bench/results/ensemble_study.json   (the table, measuring nothing)
 """
 
 from __future__ import annotations
@@ -33,11 +34,34 @@ GRID = {
 }
 
 
+def render(rows: list[dict]) -> str:
+    """The markdown table of BENCHMARKS.md, one row per combination."""
+    lines = [
+        "| pool | weights | members calibrated | decision | weights (members) | validation F1 / AUPRC | "
+        "public F1 / AUPRC | predicted no_relation |",
+        "|---|---|---|---|---|---:|---:|---:|",
+    ]
+    for r in rows:
+        weights = " / ".join(f"{w:.2f}" for w in r["weights"])
+        lines.append(
+            f"| {r['pool']} | {r['method']} | {r['calibration']} | {r['decision']} | {weights} | "
+            f"{r['val_micro_f1']:.2f} / {r['val_auprc']:.2f} | {r['public_micro_f1']:.2f} / {r['public_auprc']:.2f} | "
+            f"{r['no_relation_predicted']:.1f}% |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("members", nargs="+", type=Path)
+    parser.add_argument("members", nargs="*", type=Path)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--render", type=Path, help="print the table of a stored result and stop")
     args = parser.parse_args(argv)
+    if args.render:
+        print(render(json.loads(args.render.read_text())["rows"]))
+        return
+    if len(args.members) < 2:
+        parser.error("name at least two finished run folders (or --render a stored result)")
     rows = []
     for values in itertools.product(*GRID.values()):
         setting = dict(zip(GRID, values))
@@ -58,6 +82,7 @@ def main(argv=None) -> None:
         print(json.dumps(row), flush=True)
     if args.out:
         args.out.write_text(json.dumps({"members": [str(m) for m in args.members], "rows": rows}, indent=1) + "\n")
+    print(render(rows))
 
 
 if __name__ == "__main__":

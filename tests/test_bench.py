@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "research"))
 
 import default_run  # noqa: E402
+import ensemble_study  # noqa: E402
 import prior_study  # noqa: E402
 import stage_memory  # noqa: E402
 import study as study_module  # noqa: E402
@@ -218,6 +219,19 @@ def test_the_prior_study_tables_put_each_runs_cell_under_its_own_column():
     assert sum(line.startswith("| ") for line in text.splitlines()) == 2 + 2 * (len(PRIOR_SHIFTS) - 1) + 1 + len(
         CALIBRATIONS
     ) * len(DECISIONS)
+
+
+def test_the_ensemble_study_table_has_one_row_per_combination_in_its_order():
+    rows = [
+        dict(zip(ensemble_study.GRID, values))
+        | {"weights": [0.6, 0.4], "val_micro_f1": i, "val_auprc": 50 + i, "public_micro_f1": 40 + i}
+        | {"public_auprc": 30 + i, "no_relation_predicted": 55.25}
+        for i, values in enumerate(itertools.product(*ensemble_study.GRID.values()))
+    ]
+    lines = ensemble_study.render(rows).splitlines()
+    assert len(lines) == 2 + len(rows)
+    assert lines[3] == "| mean | mean | none | f1 | 0.60 / 0.40 | 1.00 / 51.00 | 41.00 / 31.00 | 55.2% |"
+    assert lines[-1].startswith("| log | fit-auprc | temperature | f1 |")
 
 
 def test_a_study_naming_an_unknown_reference_is_refused(tmp_path):
