@@ -86,6 +86,14 @@ def test_train_without_data_uses_the_embedded_klue_sample_and_scores_its_labelle
     assert (recorded["model"]["tfidf"]["min_df"], recorded["seed"]) == (2, 9)
 
 
+def test_sample_overrides_leave_a_run_on_real_data_alone(competition_csv):
+    from re_pipeline.cli import _run_config
+
+    tfidf = Path(__file__).resolve().parents[1] / "configs" / "tfidf.yaml"
+    cfg = _run_config(tfidf, ["data.sample_overrides=[model.tfidf.min_df=7]"], competition_csv)
+    assert cfg.data.train == str(competition_csv) and cfg.model.tfidf.min_df != 7
+
+
 def test_train_without_any_data_or_sample_says_what_to_pass(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(app, ["train", "-c", str(Path(__file__).resolve().parents[1] / "configs" / "tfidf.yaml")])
