@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from re_pipeline.core.device import cpu_name
+
 HERE = Path(__file__).resolve().parents[1]
 SHARED = HERE.parent / "shared" / "data" / "klue-re"
 CATEGORIES = {  # operator name fragments -> category, first match wins
@@ -178,7 +180,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     results = {
-        "cpu": next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if "model name" in line), "?"),
+        "cpu": cpu_name(),
         "threads": torch.get_num_threads(),
         "runs": [run_variant(args.data, name, args.rows, args.steps) for name in args.variants],
     }

@@ -157,6 +157,7 @@ def row(study: Study, mode: str, name: str) -> dict | None:
         if model.exists()
         else None,
         "rows_per_s": fold.get("throughput", {}).get("rows_per_s"),
+        "device": result.get("environment", {}).get("device"),
         "run": str(run_dir.relative_to(HERE)),
     }
 
@@ -209,6 +210,13 @@ def markdown(study: Study, result: dict, shown: list[str] | None = None) -> str:
                 f"{r['minutes']:.1f} min{' (resumed: later part)' if r.get('resumed') else ''}, "
                 f"{r['peak_rss_GiB'] or '?'} GiB | {r['trainable_percent']:.1f}%, {r['saved_MB'] or '?'} MB |"
             )
+    on = {}  # times compare only on one device: which rows ran where
+    for name, modes in result["systems"].items():
+        for mode, r in modes.items():
+            if r and (not shown or name in shown):
+                on.setdefault(r.get("device") or "device not recorded", []).append(f"{name} ({mode})")
+    lines.append("")
+    lines.extend(f"On {device}: {', '.join(rows)}." for device, rows in on.items())
     if result["spearman"]:
         rho = ", ".join(f"{m} {v:+.2f}" for m, v in result["spearman"].items())
         lines.append(f"\nSpearman, screen against full, over {', '.join(result['compared'])}: {rho}.")

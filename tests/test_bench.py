@@ -181,6 +181,24 @@ def test_a_study_table_keeps_the_recorded_rows_of_runs_no_longer_on_disk(tmp_pat
     assert json.loads(out.read_text())["systems"]["a"]["full"] == recorded
 
 
+def test_a_study_table_says_on_which_device_each_row_ran(tmp_path):
+    """Times compare only on one machine: the table lists the rows under the device each ran on."""
+    spec = tmp_path / "mini.yaml"
+    spec.write_text("base: configs/e5-small.yaml\nreference: a\nvariants:\n  a: []\n  b: []\n", encoding="utf-8")
+    study = Study.read(spec, runs_root=tmp_path / "runs")
+    recorded = dict.fromkeys(study_module.METRICS, 50.0) | {"val_decided_f1": 50.0, "no_relation_share": 40.0}
+    recorded |= {"minutes": 1.0, "peak_rss_GiB": 2.0, "trainable_percent": 26.2, "saved_MB": 109.0}
+    systems = {
+        "a": {"screen": recorded | {"device": "cpu (2 threads, CPU one)"}, "full": recorded},
+        "b": {"screen": recorded | {"device": "cpu (2 threads, CPU two)"}, "full": None},
+    }
+    text = study_module.markdown(study, {"systems": systems, "spearman": {}, "seed_noise": {}})
+    assert "On cpu (2 threads, CPU one): a (screen)." in text
+    assert "On cpu (2 threads, CPU two): b (screen)." in text
+    assert "On device not recorded: a (full)." in text
+    assert "b (full)" not in text
+
+
 def test_the_prior_study_tables_put_each_runs_cell_under_its_own_column():
     """Two runs with different numbers: every row of both tables reads run a's cell, then run b's."""
     from re_pipeline.evaluation.prior import CALIBRATIONS, DECISIONS, PRIOR_SHIFTS

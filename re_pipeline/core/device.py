@@ -7,11 +7,23 @@ force autocast, `fp32` turns it off.
 
 from __future__ import annotations
 
+import platform
 from contextlib import nullcontext
+from pathlib import Path
 
 import torch
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def cpu_name() -> str:
+    """This CPU's model name (from /proc/cpuinfo on Linux): speed figures mean little without it."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        lines = []
+    name = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "")
+    return name or platform.processor() or "unknown CPU"
 
 
 def cpu_bf16_units() -> list[str]:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import yaml
 
-from ..core.device import resolve_precision
+from ..core.device import cpu_name, resolve_precision
 from ..core.errors import PipelineError
 from ..core.io_utils import atomic_write, file_sha256, read_json
 from .leaderboard import latest
@@ -65,7 +65,8 @@ def environment() -> dict:
             versions[lib] = metadata.version(lib)
         except metadata.PackageNotFoundError:
             versions[lib] = None
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)"
+    cpu = f"cpu ({torch.get_num_threads()} threads, {cpu_name()})"
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else cpu
     device += f", precision auto = {resolve_precision('auto')}"
     return {
         "python": platform.python_version(),
