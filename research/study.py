@@ -192,12 +192,14 @@ def markdown(study: Study, result: dict, shown: list[str] | None = None) -> str:
         "trainable, saved",
     ]
     lines = ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (len(head) - 2)]
+    on = {}  # times compare only on one device: which rows ran where
     for name, modes in result["systems"].items():
         if shown and name not in shown:
             continue
         for mode, r in modes.items():
             if r is None:
                 continue
+            on.setdefault(r.get("device") or "device not recorded", []).append(f"{name} ({mode})")
             ref = result["systems"].get(study.reference, {}).get(mode)
             delta = [
                 f"{r[a] - ref[a]:+.2f} / {r[b] - ref[b]:+.2f}" if ref and name != study.reference else ""
@@ -210,11 +212,6 @@ def markdown(study: Study, result: dict, shown: list[str] | None = None) -> str:
                 f"{r['minutes']:.1f} min{' (resumed: later part)' if r.get('resumed') else ''}, "
                 f"{r['peak_rss_GiB'] or '?'} GiB | {r['trainable_percent']:.1f}%, {r['saved_MB'] or '?'} MB |"
             )
-    on = {}  # times compare only on one device: which rows ran where
-    for name, modes in result["systems"].items():
-        for mode, r in modes.items():
-            if r and (not shown or name in shown):
-                on.setdefault(r.get("device") or "device not recorded", []).append(f"{name} ({mode})")
     lines.append("")
     lines.extend(f"On {device}: {', '.join(rows)}." for device, rows in on.items())
     if result["spearman"]:

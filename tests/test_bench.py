@@ -166,13 +166,18 @@ def test_a_study_runs_a_new_full_run_then_continues_it_and_screens_into_its_own_
     assert study.shown("b") == "-c configs/e5-small.yaml --set train.learning_rate=1e-4"
 
 
-def test_a_study_table_keeps_the_recorded_rows_of_runs_no_longer_on_disk(tmp_path):
-    """A fresh checkout has no runs/: the table file's earlier rows stay, systems never run stay empty."""
+def two_system_study(tmp_path, extra: str = "") -> tuple[Study, dict]:
+    """A study of systems a and b with no runs on disk, and a row of figures as a table records one."""
     spec = tmp_path / "mini.yaml"
-    spec.write_text("base: configs/e5-small.yaml\nvariants:\n  a: []\n  b: []\n", encoding="utf-8")
-    study = Study.read(spec, runs_root=tmp_path / "runs")
+    spec.write_text(f"base: configs/e5-small.yaml\n{extra}variants:\n  a: []\n  b: []\n", encoding="utf-8")
     recorded = dict.fromkeys(study_module.METRICS, 50.0) | {"val_decided_f1": 50.0, "no_relation_share": 40.0}
     recorded |= {"minutes": 1.0, "peak_rss_GiB": 2.0, "trainable_percent": 26.2, "saved_MB": 109.0}
+    return Study.read(spec, runs_root=tmp_path / "runs"), recorded
+
+
+def test_a_study_table_keeps_the_recorded_rows_of_runs_no_longer_on_disk(tmp_path):
+    """A fresh checkout has no runs/: the table file's earlier rows stay, systems never run stay empty."""
+    study, recorded = two_system_study(tmp_path)
     out = tmp_path / "table.json"
     out.write_text(json.dumps({"systems": {"a": {"screen": None, "full": recorded}}}))
     result = study_module.table(study, out)
@@ -183,11 +188,7 @@ def test_a_study_table_keeps_the_recorded_rows_of_runs_no_longer_on_disk(tmp_pat
 
 def test_a_study_table_says_on_which_device_each_row_ran(tmp_path):
     """Times compare only on one machine: the table lists the rows under the device each ran on."""
-    spec = tmp_path / "mini.yaml"
-    spec.write_text("base: configs/e5-small.yaml\nreference: a\nvariants:\n  a: []\n  b: []\n", encoding="utf-8")
-    study = Study.read(spec, runs_root=tmp_path / "runs")
-    recorded = dict.fromkeys(study_module.METRICS, 50.0) | {"val_decided_f1": 50.0, "no_relation_share": 40.0}
-    recorded |= {"minutes": 1.0, "peak_rss_GiB": 2.0, "trainable_percent": 26.2, "saved_MB": 109.0}
+    study, recorded = two_system_study(tmp_path, "reference: a\n")
     systems = {
         "a": {"screen": recorded | {"device": "cpu (2 threads, CPU one)"}, "full": recorded},
         "b": {"screen": recorded | {"device": "cpu (2 threads, CPU two)"}, "full": None},

@@ -75,8 +75,9 @@ def test_the_run_folder_holds_everything_needed_to_trace_it(work):
     assert result["data_files"]["test"]["sha256"] == file_sha256(root / "sample" / "test_data.csv")
     assert result["seed"] == 42 and result["name"] == "default" and result["seconds"] > 0 and result["started"]
     assert set(result["environment"]["git"]) == {"commit", "dirty"}
-    named = torch.cuda.get_device_name(0) if torch.cuda.is_available() else cpu_name()  # the CPU's model, by name
-    assert named in result["environment"]["device"]
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    start, named = (gpu, gpu) if gpu else ("cpu (", cpu_name())  # on CPU: its threads and model, by name
+    assert result["environment"]["device"].startswith(start) and named in result["environment"]["device"]
     assert result["environment"]["versions"]["torch"] and (root / "subs" / f"{run.name}.csv").samefile(
         result["submission"]
     )
