@@ -108,10 +108,13 @@ class Study:
         return " ".join([f"-c {config}", *(f"--set {s}" for s in sets)])
 
 
-def run(study: Study, mode: str, names: list[str], data: Path) -> None:
+def run(study: Study, mode: str, names: list[str], data: Path, recorded: Path | None = None) -> None:
+    """Run each system in turn; one whose run is on disk, or whose row the table file `recorded` holds, is skipped."""
     study.runs.mkdir(parents=True, exist_ok=True)
+    # run folders do not outlive a checkout, the table file does: without it a new checkout would rerun every row
+    kept = json.loads(recorded.read_text())["systems"] if recorded else {}
     for name in names:
-        if study.run_dir(mode, name):
+        if study.run_dir(mode, name) or kept.get(name, {}).get(mode):
             print(f"{mode} {name}: done before", flush=True)
             continue
         cmd = study.command(mode, name, data)
@@ -258,6 +261,7 @@ def main(argv=None) -> None:
     runs.add_argument("mode", choices=MODES)
     runs.add_argument("--systems", nargs="+", help="the systems run, in this order (default: all)")
     runs.add_argument("--data", type=Path, default=DATA)
+    runs.add_argument("--skip-recorded", type=Path, metavar="TABLE", help="skip the systems this table file records")
     tab = sub.add_parser("table")
     tab.add_argument("study", type=Path)
     tab.add_argument("--out", type=Path)
@@ -268,7 +272,7 @@ def main(argv=None) -> None:
     if unknown:
         raise SystemExit(f"{args.study}: no systems {unknown}; known: {list(study.systems)}")
     if args.what == "run":
-        run(study, args.mode, args.systems or list(study.systems), args.data)
+        run(study, args.mode, args.systems or list(study.systems), args.data, args.skip_recorded)
     else:
         table(study, args.out, args.systems)
 

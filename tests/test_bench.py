@@ -186,6 +186,19 @@ def test_a_study_table_keeps_the_recorded_rows_of_runs_no_longer_on_disk(tmp_pat
     assert json.loads(out.read_text())["systems"]["a"]["full"] == recorded
 
 
+def test_a_study_run_skips_the_systems_its_table_file_records(tmp_path, monkeypatch, capsys):
+    """A new checkout has the table file but no runs/: a recorded row is not run again, an unrecorded one is."""
+    study, recorded = two_system_study(tmp_path)
+    out = tmp_path / "table.json"
+    out.write_text(json.dumps({"systems": {"a": {"screen": None, "full": recorded}, "b": {"screen": recorded}}}))
+    started = []
+    monkeypatch.setattr(study, "command", lambda mode, name, data: started.append(name) or [sys.executable, "-c", ""])
+    study_module.run(study, "full", ["a", "b"], Path("data"), recorded=out)
+    assert started == ["b"]  # b's screen is recorded, not its full run
+    assert "full a: done before" in capsys.readouterr().out
+    assert json.loads((study.runs / "full-b.cost.json").read_text())["status"] == 0
+
+
 def test_a_study_table_says_on_which_device_each_row_ran(tmp_path):
     """Times compare only on one machine: the table lists the rows under the device each ran on."""
     study, recorded = two_system_study(tmp_path, "reference: a\n")
