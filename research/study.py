@@ -108,11 +108,16 @@ class Study:
         return " ".join([f"-c {config}", *(f"--set {s}" for s in sets)])
 
 
+def recorded_rows(table_file: Path | None) -> dict:
+    """The rows per system that a table file (`study.py table --out`) recorded; none if there is no file."""
+    return json.loads(table_file.read_text())["systems"] if table_file and table_file.exists() else {}
+
+
 def run(study: Study, mode: str, names: list[str], data: Path, recorded: Path | None = None) -> None:
     """Run each system in turn; one whose run is on disk, or whose row the table file `recorded` holds, is skipped."""
     study.runs.mkdir(parents=True, exist_ok=True)
     # run folders do not outlive a checkout, the table file does: without it a new checkout would rerun every row
-    kept = json.loads(recorded.read_text())["systems"] if recorded else {}
+    kept = recorded_rows(recorded)
     for name in names:
         if study.run_dir(mode, name) or kept.get(name, {}).get(mode):
             print(f"{mode} {name}: done before", flush=True)
@@ -227,7 +232,7 @@ def markdown(study: Study, result: dict, shown: list[str] | None = None) -> str:
 
 def table(study: Study, out: Path | None, shown: list[str] | None = None) -> dict:
     # run folders do not outlive a checkout: a row whose run is gone keeps the figures the last table recorded
-    before = json.loads(out.read_text())["systems"] if out and out.exists() else {}
+    before = recorded_rows(out)
     rows = {
         name: {mode: row(study, mode, name) or before.get(name, {}).get(mode) for mode in MODES}
         for name in study.systems
@@ -272,6 +277,8 @@ def main(argv=None) -> None:
     if unknown:
         raise SystemExit(f"{args.study}: no systems {unknown}; known: {list(study.systems)}")
     if args.what == "run":
+        if args.skip_recorded and not args.skip_recorded.exists():
+            raise SystemExit(f"--skip-recorded {args.skip_recorded}: no such table file")
         run(study, args.mode, args.systems or list(study.systems), args.data, args.skip_recorded)
     else:
         table(study, args.out, args.systems)
