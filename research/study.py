@@ -123,7 +123,9 @@ def run(study: Study, mode: str, names: list[str], data: Path, recorded: Path | 
             print(f"{mode} {name}: done before", flush=True)
             continue
         cmd = study.command(mode, name, data)
-        resumed = "--resume" in cmd
+        # a continuation counts as one only from a checkpoint: a run stopped before its first starts over
+        checkpoints = (study.runs / f"full-{name}").glob("fold*/checkpoints/checkpoint-*")
+        resumed = "--resume" in cmd and any(checkpoints)
         log, cost_file = study.runs / f"{mode}-{name}.log", study.runs / f"{mode}-{name}.cost.json"
         # a resumed run adds to what its earlier part cost (an earlier part stopped without a record is lost)
         before = json.loads(cost_file.read_text()) if resumed and cost_file.exists() else {}

@@ -199,6 +199,21 @@ def test_a_study_run_skips_the_systems_its_table_file_records(tmp_path, monkeypa
     assert json.loads((study.runs / "full-b.cost.json").read_text())["status"] == 0
 
 
+def test_a_study_run_counts_a_continuation_as_resumed_only_from_a_checkpoint(tmp_path, monkeypatch):
+    """A run stopped before its first checkpoint starts over: its time is the whole run's, not a later part's."""
+    study, _ = two_system_study(tmp_path)
+    resume = [sys.executable, "-c", "", "--resume"]
+    monkeypatch.setattr(study, "command", lambda mode, name, data: resume)
+    cost_file = study.runs / "full-a.cost.json"
+    study_module.run(study, "full", ["a"], Path("data"))
+    assert "resumed" not in json.loads(cost_file.read_text())
+    (study.runs / "full-a" / "fold0" / "checkpoints" / "checkpoint-10").mkdir(parents=True)
+    cost_file.write_text(json.dumps({"seconds": 600.0, "peak_rss_GiB": 9.0, "status": 0}))
+    study_module.run(study, "full", ["a"], Path("data"))
+    cost = json.loads(cost_file.read_text())
+    assert cost["resumed"] and cost["seconds"] >= 600.0 and cost["peak_rss_GiB"] == 9.0
+
+
 def test_a_study_table_says_on_which_device_each_row_ran(tmp_path):
     """Times compare only on one machine: the table lists the rows under the device each ran on."""
     study, recorded = two_system_study(tmp_path, "reference: a\n")
