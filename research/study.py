@@ -76,7 +76,7 @@ class Study:
         config, sets = self.systems[name]
         config = HERE / config
         if mode == "full":
-            run_dir = self.runs / f"full-{name}"
+            run_dir = self.full_dir(name)
             if (run_dir / "config.yaml").exists():  # interrupted before: continue from its last checkpoint
                 return [sys.executable, "-m", "re_pipeline", "train", "--resume", str(run_dir)]
             return train_command(config, data, run_dir, sets)
@@ -95,9 +95,19 @@ class Study:
             *overrides,
         ]
 
+    def full_dir(self, name: str) -> Path:
+        """The folder of the system's full run, finished or not."""
+        return self.runs / f"full-{name}"
+
+    def continues(self, name: str) -> bool:
+        """Whether the system's full run has a complete checkpoint to continue from (the pipeline's own test)."""
+        from re_pipeline.training.train import last_checkpoint  # imports transformers: 4 s the table need not pay
+
+        return any(last_checkpoint(fold / "checkpoints") for fold in self.full_dir(name).glob("fold*"))
+
     def run_dir(self, mode: str, name: str) -> Path | None:
         """The system's finished run folder in this mode (a screen's is named by its table), else None."""
-        where = self.runs / f"full-{name}" if mode == "full" else self.runs / f"screen-{name}.json"
+        where = self.full_dir(name) if mode == "full" else self.runs / f"screen-{name}.json"
         if mode == "screen" and where.exists():
             where = HERE / json.loads(where.read_text())["rows"][0]["run"]
         return where if (where / "result.json").exists() else None
@@ -124,8 +134,7 @@ def run(study: Study, mode: str, names: list[str], data: Path, recorded: Path | 
             continue
         cmd = study.command(mode, name, data)
         # a continuation counts as one only from a checkpoint: a run stopped before its first starts over
-        checkpoints = (study.runs / f"full-{name}").glob("fold*/checkpoints/checkpoint-*")
-        resumed = "--resume" in cmd and any(checkpoints)
+        resumed = "--resume" in cmd and study.continues(name)
         log, cost_file = study.runs / f"{mode}-{name}.log", study.runs / f"{mode}-{name}.cost.json"
         # a resumed run adds to what its earlier part cost (an earlier part stopped without a record is lost)
         before = json.loads(cost_file.read_text()) if resumed and cost_file.exists() else {}

@@ -207,7 +207,9 @@ def test_a_study_run_counts_a_continuation_as_resumed_only_from_a_checkpoint(tmp
     cost_file = study.runs / "full-a.cost.json"
     study_module.run(study, "full", ["a"], Path("data"))
     assert "resumed" not in json.loads(cost_file.read_text())
-    (study.runs / "full-a" / "fold0" / "checkpoints" / "checkpoint-10").mkdir(parents=True)
+    checkpoint = study.runs / "full-a" / "fold0" / "checkpoints" / "checkpoint-10"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "trainer_state.json").write_text("{}")  # written last: the checkpoint is complete
     cost_file.write_text(json.dumps({"seconds": 600.0, "peak_rss_GiB": 9.0, "status": 0}))
     study_module.run(study, "full", ["a"], Path("data"))
     cost = json.loads(cost_file.read_text())
